@@ -1,0 +1,1 @@
+from .scheduling_flow_match_euler import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput

@@ -1,0 +1,198 @@
+"""Fusion Blocks: the only trained part of AV-Link, linking a frozen audio and a frozen video DiT.
+
+One Fusion Block (paper §3.3) takes the output activations of an audio block `x_a (B, La, Da)` and
+a video block `x_v (B, Lv, Dv)`, projects both to a common width D, runs one multi-head
+self-attention over their concatenation with *time-aligned* 1D RoPE, and maps the result back to
+each modality's width with a per-modality MLP. Both outputs are added back into their backbones
+(symmetric feature reinjection). adaLN-Zero with separate audio and video parameter sets, each
+conditioned on both flow times (t_a, t_v), modulates the two streams; every gate starts at zero,
+so an untrained adapter leaves both backbones exactly unchanged.
+
+Time-aligned RoPE: every token is rotated by its time in seconds times `time_rate` (the paper's
+tau(n): video frame n -> n, audio token n -> n * eta_v / eta_a, i.e. seconds * eta_v), so an audio
+and a video token at the same instant share a rotation and attention scores depend only on how
+far apart in time two tokens are.
+"""
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from .attention import Attention, FeedForward
+from .dit_block import modulate
+from .presets import PresetMixin
+from .rope import rope_1d
+
+
+def interleaved_layers(num_blocks: int, num_layers: int) -> list[int]:
+    """Evenly spread fusion points: block k sits after backbone block floor(k * L / N).
+
+    For 8 blocks in 24 layers this is 0, 3, ..., 21 (the paper's 3k); for a 12-layer audio model
+    beside a 24-layer video model it gives the paper's floor(3k/2) pairing.
+    """
+    return [k * num_layers // num_blocks for k in range(num_blocks)]
+
+
+class AVLinkFusionBlock(nn.Module):
+    def __init__(self, audio_dim: int, video_dim: int, dim: int, num_heads: int, mlp_dim: int, qk_norm: bool, eps: float):
+        super().__init__()
+        self.dim = dim
+        self.audio_in = nn.Linear(audio_dim, dim)
+        self.video_in = nn.Linear(video_dim, dim)
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.attn = Attention(dim, num_heads, qk_norm=qk_norm, eps=eps)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.audio_mlp = FeedForward(dim, mlp_dim, audio_dim)
+        self.video_mlp = FeedForward(dim, mlp_dim, video_dim)
+        # Per-block adaLN-Zero offsets (shift1, scale1, gate1, shift2, scale2 on D; gate2 on the
+        # modality width), added to the adapter's shared (t_a, t_v) projection: adaLN-single as in
+        # PixArt-alpha / Wan, which is what keeps a block at the paper's 23.25M parameters.
+        self.audio_modulation = nn.Parameter(torch.zeros(5 * dim + audio_dim))
+        self.video_modulation = nn.Parameter(torch.zeros(5 * dim + video_dim))
+
+    def _split(self, mod: torch.Tensor):
+        d = self.dim
+        return mod.split([d, d, d, d, d, mod.shape[-1] - 5 * d], dim=-1)
+
+    def forward(self, audio, video, audio_mod, video_mod, rope, return_audio: bool = True, return_video: bool = True):
+        # return_* = False skips a side's MLP when nothing downstream reads it (the last block in V2A/A2V).
+        sa1, ca1, ga1, sa2, ca2, ga2 = self._split(audio_mod + self.audio_modulation)
+        sv1, cv1, gv1, sv2, cv2, gv2 = self._split(video_mod + self.video_modulation)
+        a, v = self.audio_in(audio), self.video_in(video)
+        joint = torch.cat([modulate(self.norm1(a), sa1, ca1), modulate(self.norm1(v), sv1, cv1)], dim=1)
+        joint = self.attn(joint, rope=rope)
+        a = a + ga1[:, None] * joint[:, : a.shape[1]]
+        v = v + gv1[:, None] * joint[:, a.shape[1]:]
+        if return_audio:
+            audio = audio + ga2[:, None] * self.audio_mlp(modulate(self.norm2(a), sa2, ca2))
+        if return_video:
+            video = video + gv2[:, None] * self.video_mlp(modulate(self.norm2(v), sv2, cv2))
+        return audio, video
+
+
+class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
+    """N Fusion Blocks and their placement between two backbones.
+
+    Paper scale (the defaults): 8 blocks between two 24-block, width-1024 backbones; per block
+    audio/video input projections 2 x 1.05M, attention with QK-norm 4.20M, audio/video MLPs
+    (1024 -> 4096 -> 1024) 2 x 8.39M, adaLN offsets 2 x 6K: 23.10M per block (the paper quotes
+    23.25M), 184.8M for 8; plus the shared audio and video (t_a, t_v) -> modulation projections
+    2 x 1.71M: 188.2M in all (paper: 186M).
+
+    Args:
+        audio_dim, video_dim: widths of the audio and video backbones.
+        hidden_size, num_attention_heads, mlp_dim: the common width D, heads and MLP width.
+        num_audio_layers, num_video_layers: depths of the backbones (to validate the placement).
+        num_blocks: number of Fusion Blocks when the placement is not given explicitly.
+        video_layers, audio_layers: the placement, one pair per block: block k fuses the outputs of
+            video block `video_layers[k]` and audio block `audio_layers[k]` (0-based). Both lists must
+            be non-decreasing. Default: `num_blocks` spread evenly through each backbone.
+        time_rate: RoPE positions per second (the video token rate eta_v, 6 in the paper).
+        time_embed_dim: hidden width of the (t_a, t_v) -> modulation MLPs.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        audio_dim: int = 1024,
+        video_dim: int = 1024,
+        hidden_size: int = 1024,
+        num_attention_heads: int = 16,
+        mlp_dim: int = 4096,
+        num_audio_layers: int = 24,
+        num_video_layers: int = 24,
+        num_blocks: int = 8,
+        video_layers: list[int] | None = None,
+        audio_layers: list[int] | None = None,
+        time_rate: float = 6.0,
+        time_embed_dim: int = 256,
+        qk_norm: bool = True,
+        eps: float = 1e-6,
+        rope_theta: float = 10000.0,
+    ):
+        super().__init__()
+        for name, value in dict(audio_dim=audio_dim, video_dim=video_dim, hidden_size=hidden_size, mlp_dim=mlp_dim,
+                                num_audio_layers=num_audio_layers, num_video_layers=num_video_layers,
+                                time_embed_dim=time_embed_dim).items():
+            if int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if num_attention_heads < 1 or hidden_size % num_attention_heads or (hidden_size // num_attention_heads) % 2:
+            raise ValueError(f"hidden_size {hidden_size} must split into num_attention_heads={num_attention_heads} heads of even width")
+        if time_rate <= 0:
+            raise ValueError(f"time_rate must be positive, got {time_rate}")
+        if (video_layers is None) != (audio_layers is None):
+            raise ValueError("give both video_layers and audio_layers, or neither (then num_blocks are spread evenly)")
+        if video_layers is None:
+            if num_blocks < 1:
+                raise ValueError(f"num_blocks must be positive, got {num_blocks}")
+            video_layers = interleaved_layers(num_blocks, num_video_layers)
+            audio_layers = interleaved_layers(num_blocks, num_audio_layers)
+        video_layers, audio_layers = [int(i) for i in video_layers], [int(i) for i in audio_layers]
+        if not video_layers:
+            raise ValueError("video_layers/audio_layers is empty: the adapter needs at least one fusion point")
+        if len(video_layers) != len(audio_layers):
+            raise ValueError(f"video_layers has {len(video_layers)} entries but audio_layers has {len(audio_layers)}: one pair per block")
+        for name, layers, depth in (("video_layers", video_layers, num_video_layers), ("audio_layers", audio_layers, num_audio_layers)):
+            bad = [i for i in layers if not 0 <= i < depth]
+            if bad:
+                raise ValueError(f"{name} index {bad[0]} is out of range for a backbone with {depth} blocks")
+            if any(b < a for a, b in zip(layers, layers[1:])):
+                raise ValueError(f"{name} must be non-decreasing, got {layers}")
+        self.register_to_config(video_layers=video_layers, audio_layers=audio_layers, num_blocks=len(video_layers))
+
+        self.time_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0, scale=1000)
+        self.audio_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + audio_dim)
+        self.video_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + video_dim)
+        self.blocks = nn.ModuleList(
+            AVLinkFusionBlock(audio_dim, video_dim, hidden_size, num_attention_heads, mlp_dim, qk_norm, eps)
+            for _ in video_layers
+        )
+        self.gradient_checkpointing = False
+
+    @staticmethod
+    def _time_mlp(hidden: int, out: int) -> nn.Sequential:
+        mlp = nn.Sequential(nn.Linear(512, hidden), nn.SiLU(), nn.Linear(hidden, out))
+        nn.init.zeros_(mlp[-1].weight)
+        nn.init.zeros_(mlp[-1].bias)
+        return mlp
+
+    @property
+    def placement(self) -> list[tuple[int, int]]:
+        """(video block, audio block) after which each Fusion Block runs."""
+        return list(zip(self.config.video_layers, self.config.audio_layers))
+
+    def check_backbones(self, audio_transformer, video_transformer) -> None:
+        """Raise a ValueError if the backbones' widths or depths don't match this adapter's config."""
+        c = self.config
+        for side, model, dim, depth in (("audio", audio_transformer, c.audio_dim, c.num_audio_layers),
+                                        ("video", video_transformer, c.video_dim, c.num_video_layers)):
+            if model.config.hidden_size != dim or len(model.blocks) != depth:
+                raise ValueError(
+                    f"the {side} backbone has width {model.config.hidden_size} and {len(model.blocks)} blocks, "
+                    f"but the fusion adapter expects {side}_dim={dim} and num_{side}_layers={depth}"
+                )
+
+    def time_rope(self, audio_seconds: torch.Tensor, video_seconds: torch.Tensor):
+        """cos/sin tables for the concatenated [audio, video] tokens, from their times in seconds."""
+        seconds = torch.cat([audio_seconds, video_seconds])
+        return rope_1d(seconds * self.config.time_rate, self.config.hidden_size // self.config.num_attention_heads, self.config.rope_theta)
+
+    def modulation(self, audio_timestep: torch.Tensor, video_timestep: torch.Tensor):
+        """Shared adaLN projections of both flow times, one per modality: (B, 5D + D_a), (B, 5D + D_v)."""
+        dtype = self.audio_time_mlp[0].weight.dtype
+        both = torch.cat([self.time_proj(audio_timestep), self.time_proj(video_timestep)], dim=-1).to(dtype)
+        return self.audio_time_mlp(both), self.video_time_mlp(both)
+
+    def fuse(self, index: int, audio, video, audio_mod, video_mod, rope, return_audio: bool = True, return_video: bool = True):
+        """Run Fusion Block `index`: returns the reinjected (audio, video) backbone activations; a side
+        with `return_* = False` comes back unfused (its MLP is skipped)."""
+        block = self.blocks[index]
+        args = (audio, video, audio_mod, video_mod, rope, return_audio, return_video)
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            return self._gradient_checkpointing_func(block, *args)
+        return block(*args)
+
