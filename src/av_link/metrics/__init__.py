@@ -1,0 +1,23 @@
+"""Evaluation metrics for V2A / A2V.
+
+librosa and OpenCV are imported only when a metric needs them (``pip install av-link[eval]``).
+"""
+
+from .av_align import av_align, av_align_iou, audio_peaks, optical_flow_magnitudes, video_peaks
+from .event_time import detect_visual_events, event_time_accuracy, visual_event_signal
+from .onset import ONSET_SAMPLE_RATE, average_precision, detect_onsets, onset_metrics
+
+__all__ = [
+    "ONSET_SAMPLE_RATE",
+    "audio_peaks",
+    "av_align",
+    "av_align_iou",
+    "average_precision",
+    "detect_onsets",
+    "detect_visual_events",
+    "event_time_accuracy",
+    "onset_metrics",
+    "optical_flow_magnitudes",
+    "video_peaks",
+    "visual_event_signal",
+]
