@@ -12,3 +12,11 @@ from .models import (
     joint_forward,
 )
 from .schedulers import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput
+from .pipelines import (
+    AVLinkA2VPipeline,
+    AVLinkAudioPipelineOutput,
+    AVLinkTextToAudioPipeline,
+    AVLinkTextToVideoPipeline,
+    AVLinkV2APipeline,
+    AVLinkVideoPipelineOutput,
+)

@@ -1,0 +1,5 @@
+from .pipeline_av_link_a2v import AVLinkA2VPipeline
+from .pipeline_av_link_text_to_audio import AVLinkTextToAudioPipeline
+from .pipeline_av_link_text_to_video import AVLinkTextToVideoPipeline
+from .pipeline_av_link_v2a import AVLinkV2APipeline
+from .pipeline_output import AVLinkAudioPipelineOutput, AVLinkVideoPipelineOutput

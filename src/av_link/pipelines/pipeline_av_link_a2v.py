@@ -1,0 +1,59 @@
+"""Audio-to-video: `AVLinkA2VPipeline.from_pretrained(dir)(audio=...)`."""
+
+from .pipeline_av_link_cross_modal import AVLinkCrossModalPipeline
+
+
+class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
+    r"""Generate a video for a sound with AV-Link. Same components as `AVLinkV2APipeline` (the vocoder is
+    optional here); the conditioning audio is noised to the fixed time 0.8 by default.
+
+    Example:
+        ```py
+        pipe = AVLinkA2VPipeline.from_pretrained("path/to/av-link-a2v")
+        out = pipe(audio="hits.wav", prompt="a hammer hitting a metal plate")
+        out.frames[0], out.fps
+        ```
+    """
+
+    generated = "video"
+    default_conditioning_timestep = 0.8
+    model_cpu_offload_seq = "text_encoder->audio_transformer->fusion_adapter->video_transformer"
+
+    def __call__(
+        self,
+        audio=None,
+        prompt=None,
+        conditioning_prompt=None,
+        negative_prompt=None,
+        sample_rate: int | None = None,
+        num_videos_per_prompt: int = 1,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        conditioning_timestep: float | None = None,
+        generator=None,
+        latents=None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs=("latents",),
+        max_sequence_length: int | None = None,
+    ):
+        r"""
+        Args:
+            audio: a path to a wav or any file with an audio track, or a waveform array/tensor `(samples,)`,
+                `(channels, samples)` or `(batch, channels, samples)` with `sample_rate=`. Mixed to mono and
+                resampled to the model's rate; long inputs are processed in overlapping windows.
+            prompt: text for the generated video; `conditioning_prompt`: text for the audio.
+            num_videos_per_prompt: samples per input audio.
+            latents: initial video noise `(B, 3, F, H, W)`.
+            output_type: "np" `(B, F, H, W, 3)` in [0, 1], "pt" `(B, F, 3, H, W)`, "pil", or "latent" (`(B, 3, F, H, W)` in [-1, 1]).
+            Other arguments as for `AVLinkV2APipeline`.
+
+        Returns:
+            `AVLinkVideoPipelineOutput` with `frames` covering the same seconds as the audio, and `fps`.
+        """
+        return self.generate(
+            audio, sample_rate, prompt, conditioning_prompt, negative_prompt, num_videos_per_prompt, num_inference_steps,
+            guidance_scale, conditioning_timestep, generator, latents, output_type, return_dict, callback_on_step_end,
+            callback_on_step_end_tensor_inputs, max_sequence_length,
+        )

@@ -1,0 +1,24 @@
+"""Output dataclasses of the av-link pipelines."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.utils import BaseOutput
+
+
+@dataclass
+class AVLinkAudioPipelineOutput(BaseOutput):
+    """`audios`: `(B, samples)` waveforms at `sample_rate` (np or pt), or the `(B, frames, mels)` latents."""
+
+    audios: np.ndarray | torch.Tensor
+    sample_rate: int
+
+
+@dataclass
+class AVLinkVideoPipelineOutput(BaseOutput):
+    """`frames`: np `(B, F, H, W, 3)` in [0, 1], pt `(B, F, 3, H, W)`, a list of PIL frame lists, or latents."""
+
+    frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
+    fps: float
