@@ -1,0 +1,102 @@
+"""Train AV-Link Fusion Blocks between two frozen backbones (paper §3.3, Appx. C).
+
+    accelerate launch examples/train_fusion.py --task v2a --audio_model t2a --video_model t2v \
+        --data_dir DATA --output_dir v2a --preset tiny --max_train_steps 2000
+
+The conditioning modality sits at its fixed flow time (0.96 for V2A, 0.8 for A2V), the generated
+one at t ~ logit-normal(-1, 1); the generated modality's prompt is dropped 50% of the time and the
+conditioning one's 20%; the loss is the generated modality's velocity MSE; only the adapter is in
+the optimizer (AdamW, lr 3e-4, betas 0.9/0.99, weight decay 0.01, 10k warmup steps). `--task joint`
+trains one shared adapter for both directions. The output is a complete `AVLinkV2APipeline` /
+`AVLinkA2VPipeline` folder (for joint: `v2a/` and `a2v/` inside the output folder).
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from av_link import AVLinkA2VPipeline, AVLinkFusionAdapter, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
+from av_link.data import AVClipDataset
+from av_link.schedulers import FlowMatchEulerScheduler
+from av_link.training.arguments import add_training_arguments, check_training_arguments
+from av_link.training.loop import make_accelerator, train
+from av_link.training.objectives import FusionObjective, ObjectiveConfig
+from av_link.training.setup import training_info
+from av_link.training.text import FrozenTextEncoder
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=["v2a", "a2v", "joint"], required=True)
+    parser.add_argument("--audio_model", required=True, help="text-to-audio pipeline folder (from train_backbone.py)")
+    parser.add_argument("--video_model", required=True, help="text-to-video pipeline folder")
+    parser.add_argument("--preset", default="paper", help="Fusion Block size preset (widths and depths follow the backbones)")
+    parser.add_argument("--adapter_config", default="{}", help='JSON overrides, e.g. \'{"num_blocks": 4}\' or a placement')
+    parser.add_argument("--generated_text_dropout", type=float, default=0.5)
+    parser.add_argument("--conditioning_text_dropout", type=float, default=0.2)
+    parser.add_argument("--logit_mean", type=float, default=-1.0)
+    parser.add_argument("--logit_std", type=float, default=1.0)
+    add_training_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def load_backbones(args):
+    for flag, path in (("--audio_model", args.audio_model), ("--video_model", args.video_model)):
+        if not os.path.isfile(os.path.join(path, "model_index.json")):
+            raise ValueError(f"{flag} {path} is not a pipeline folder (no model_index.json)")
+    t2a = AVLinkTextToAudioPipeline.from_pretrained(args.audio_model)
+    t2v = AVLinkTextToVideoPipeline.from_pretrained(args.video_model)
+    if t2a.text_encoder.config.to_dict() != t2v.text_encoder.config.to_dict():
+        logging.warning("the two backbones come with different text encoder configs; using the audio model's")
+    return t2a, t2v
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_training_arguments(args)
+    logging.basicConfig(level=logging.INFO)
+    accelerator = make_accelerator(args)
+    t2a, t2v = load_backbones(args)
+    audio_model, video_model = t2a.audio_transformer, t2v.video_transformer
+    adapter_kwargs = dict(audio_dim=audio_model.config.hidden_size, video_dim=video_model.config.hidden_size,
+                          num_audio_layers=len(audio_model.blocks), num_video_layers=len(video_model.blocks),
+                          time_rate=video_model.tokens_per_second)
+    adapter = AVLinkFusionAdapter.from_preset(args.preset, **{**adapter_kwargs, **json.loads(args.adapter_config)})
+    adapter.check_backbones(audio_model, video_model)  # fail before any data is read
+    for backbone in (audio_model, video_model):
+        backbone.requires_grad_(False).eval()
+        if args.gradient_checkpointing:
+            backbone.enable_gradient_checkpointing()
+    if args.gradient_checkpointing:
+        adapter.enable_gradient_checkpointing()
+    clip_seconds = args.clip_seconds or t2a.config.clip_seconds
+    dataset = AVClipDataset(
+        args.data_dir, fps=video_model.config.frame_rate, height=t2v.config.height, width=t2v.config.width,
+        mel_frontend=t2a.audio_frontend, clip_seconds=clip_seconds, random_crop=True, modalities=("audio", "video"),
+        cache_dir=args.cache_dir, seed=args.seed,
+    )
+    encoder = FrozenTextEncoder(t2a.text_encoder, t2a.tokenizer).to(accelerator.device)
+    cfg = ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std,
+                          generated_text_dropout=args.generated_text_dropout, conditioning_text_dropout=args.conditioning_text_dropout)
+    objective = FusionObjective(adapter, audio_model, video_model, encoder, args.task, cfg)
+    trained = train(args, accelerator, objective, adapter, dataset, run_name=f"train_fusion_{args.task}")
+    if accelerator.is_main_process:
+        components = dict(audio_transformer=audio_model.cpu(), video_transformer=video_model.cpu(), fusion_adapter=trained.adapter.float().cpu(),
+                          scheduler=FlowMatchEulerScheduler(), text_encoder=t2a.text_encoder.cpu(), tokenizer=t2a.tokenizer,
+                          audio_frontend=t2a.audio_frontend, vocoder=t2a.vocoder)
+        sampling = dict(height=t2v.config.height, width=t2v.config.width, clip_seconds=clip_seconds)
+        info = training_info(args, dataset, accelerator)
+        targets = {"v2a": [(AVLinkV2APipeline, args.output_dir)], "a2v": [(AVLinkA2VPipeline, args.output_dir)],
+                   "joint": [(AVLinkV2APipeline, os.path.join(args.output_dir, "v2a")), (AVLinkA2VPipeline, os.path.join(args.output_dir, "a2v"))]}
+        for cls, path in targets[args.task]:
+            cls(**components, **sampling).save_pretrained(path, training_info=info)
+            accelerator.print(f"saved {cls.__name__} to {path}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"train_fusion: error: {error}")

