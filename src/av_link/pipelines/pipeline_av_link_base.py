@@ -44,6 +44,17 @@ class AVLinkPipelineBase(DiffusionPipeline):
     generated: str = "audio"  # the modality this pipeline generates
     _callback_tensor_inputs = ["latents"]
 
+    def register_sampling_config(self, num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds,
+                                 max_sequence_length, **extra):
+        """Store the sampling defaults in the pipeline config (model_index.json); the overlap of long-input
+        windows defaults to a quarter of the clip, at most 1 s."""
+        if window_overlap_seconds is None:
+            window_overlap_seconds = min(1.0, clip_seconds / 4)
+        if clip_seconds <= 0 or not 0 <= window_overlap_seconds < clip_seconds:
+            raise ValueError(f"need clip_seconds > 0 and 0 <= window_overlap_seconds < clip_seconds, got {clip_seconds}, {window_overlap_seconds}")
+        self.register_to_config(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, clip_seconds=clip_seconds,
+                                window_overlap_seconds=window_overlap_seconds, max_sequence_length=max_sequence_length, **extra)
+
     # -- sizes -------------------------------------------------------------------------
     @property
     def video_fps(self) -> float:

@@ -38,7 +38,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         height: int = 36,
         width: int = 64,
         clip_seconds: float = 5.16,
-        window_overlap_seconds: float = 1.0,
+        window_overlap_seconds: float | None = None,
         max_sequence_length: int = 128,
     ):
         super().__init__()
@@ -46,17 +46,12 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         conditioning_timestep = self.default_conditioning_timestep if conditioning_timestep is None else conditioning_timestep
         if not 0.0 <= conditioning_timestep <= 1.0:
             raise ValueError(f"conditioning_timestep must be in [0, 1], got {conditioning_timestep}")
-        if clip_seconds <= 0 or not 0 <= window_overlap_seconds < clip_seconds:
-            raise ValueError(f"need clip_seconds > 0 and 0 <= window_overlap_seconds < clip_seconds, got {clip_seconds}, {window_overlap_seconds}")
         self.register_modules(
             audio_transformer=audio_transformer, video_transformer=video_transformer, fusion_adapter=fusion_adapter,
             scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder,
         )
-        self.register_to_config(
-            conditioning_timestep=conditioning_timestep, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            height=height, width=width, clip_seconds=clip_seconds, window_overlap_seconds=window_overlap_seconds,
-            max_sequence_length=max_sequence_length,
-        )
+        self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
+                                      conditioning_timestep=conditioning_timestep, height=height, width=width)
 
     @property
     def conditioning(self) -> str:

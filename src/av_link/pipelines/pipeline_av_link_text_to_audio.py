@@ -12,7 +12,7 @@ class AVLinkTextToAudioPipeline(AVLinkTextToSignalPipeline):
 
     def __init__(self, audio_transformer, scheduler, text_encoder, tokenizer, audio_frontend, vocoder,
                  num_inference_steps: int = 64, guidance_scale: float = 5.0, clip_seconds: float = 5.16,
-                 window_overlap_seconds: float = 1.0, max_sequence_length: int = 128):
+                 window_overlap_seconds: float | None = None, max_sequence_length: int = 128):
         super().__init__()
         self.register_modules(audio_transformer=audio_transformer, scheduler=scheduler, text_encoder=text_encoder,
                               tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder)

@@ -10,12 +10,6 @@ class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
     """One backbone, classifier-free guidance against the negative (default empty) prompt. Users run it
     to check that the backbones under a fusion adapter are intact."""
 
-    def register_sampling_config(self, num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length, **extra):
-        if clip_seconds <= 0 or not 0 <= window_overlap_seconds < clip_seconds:
-            raise ValueError(f"need clip_seconds > 0 and 0 <= window_overlap_seconds < clip_seconds, got {clip_seconds}, {window_overlap_seconds}")
-        self.register_to_config(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, clip_seconds=clip_seconds,
-                                window_overlap_seconds=window_overlap_seconds, max_sequence_length=max_sequence_length, **extra)
-
     @torch.no_grad()
     def generate_from_text(self, prompt, negative_prompt, seconds, num_per_prompt, num_inference_steps, guidance_scale,
                            generator, latents, output_type, return_dict, callback_on_step_end,

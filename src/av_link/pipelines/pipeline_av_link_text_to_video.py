@@ -11,7 +11,7 @@ class AVLinkTextToVideoPipeline(AVLinkTextToSignalPipeline):
 
     def __init__(self, video_transformer, scheduler, text_encoder, tokenizer, num_inference_steps: int = 64,
                  guidance_scale: float = 5.0, height: int = 36, width: int = 64, clip_seconds: float = 5.16,
-                 window_overlap_seconds: float = 1.0, max_sequence_length: int = 128):
+                 window_overlap_seconds: float | None = None, max_sequence_length: int = 128):
         super().__init__()
         self.register_modules(video_transformer=video_transformer, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,

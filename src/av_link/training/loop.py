@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Sampler
@@ -42,7 +42,9 @@ class EpochShuffleSampler(Sampler[int]):
         return self.num_samples
 
 
-def make_accelerator(args) -> Accelerator:
+def make_accelerator(args, find_unused_parameters: bool = False) -> Accelerator:
+    """`find_unused_parameters` for objectives that skip parts of the trained module (V2A never reads the
+    last Fusion Block's video MLP, so DDP must not wait for its gradient)."""
     report_to = None if args.report_to == "none" else args.report_to
     if report_to == "tensorboard":
         try:
@@ -54,6 +56,7 @@ def make_accelerator(args) -> Accelerator:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=report_to,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
         project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")),
     )
     set_seed(args.seed)
@@ -81,7 +84,7 @@ def train(
                                   eps=args.adam_epsilon, weight_decay=args.adam_weight_decay)
     sampler = EpochShuffleSampler(len(dataset), args.seed)
     loader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
-                        num_workers=args.dataloader_num_workers, collate_fn=collate_fn)
+                        num_workers=args.dataloader_num_workers, collate_fn=collate_fn or getattr(dataset, "collate_fn", None))
     # accelerate steps a prepared scheduler once per process per optimizer step.
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=args.max_train_steps * accelerator.num_processes)
