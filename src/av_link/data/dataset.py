@@ -54,9 +54,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..utils.media_io import MediaError, read_audio, read_video, resample_audio
+from ..utils.video_ops import frame_indices, resize_cover_crop
 
 __all__ = [
     "AVClipDataset",
@@ -182,38 +182,21 @@ class AVClipDatasetConfig:
 def resample_video_frames(
     frames: np.ndarray, fps: float, target_fps: float, height: int, width: int, chunk: int = 32
 ) -> np.ndarray:
-    """uint8 ``(F, H, W, 3)`` at ``fps`` -> uint8 ``(round(F / fps * target_fps), height, width, 3)``.
-
-    The same arithmetic as :func:`av_link.pipelines.inputs.prepare_video` (nearest frame in time: output frame
-    ``k`` shows the input frame covering time ``(k + 0.5) / target_fps``; bilinear antialiased resize to cover,
-    centre crop), but frames are picked in uint8 before any float conversion and resized in chunks, so memory
-    stays at a few frames of float even for long high-resolution inputs. The result is rounded to uint8.
-    """
+    """uint8 ``(F, H, W, 3)`` at ``fps`` -> uint8 at ``target_fps`` and ``(height, width)``, with the pipelines'
+    conversion (:mod:`av_link.utils.video_ops`), picking frames in uint8 and resizing in chunks so memory
+    stays at a few float frames even for long high-resolution inputs."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (F, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
-    num_frames, h, w, _ = frames.shape
-    if num_frames == 0 or h == 0 or w == 0:
+    if 0 in frames.shape:
         raise MediaError("video has no frames (zero-length clip)")
-    fps = float(fps)
-    duration = num_frames / fps
-    out_frames = round(duration * target_fps)
-    if out_frames < 1:
-        raise ValueError(f"video is {duration:.3f} s long, shorter than one model frame (1/{target_fps:g} s)")
-    # identical expression to prepare_video, so float rounding picks identical frames
-    index = ((torch.arange(out_frames) + 0.5) * fps / target_fps).floor().long().clamp_(max=num_frames - 1)
-    picked = frames[index.numpy()]
-    if (h, w) == (height, width):
+    picked = frames[frame_indices(frames.shape[0], float(fps), target_fps).numpy()]
+    if picked.shape[1:3] == (height, width):
         return np.ascontiguousarray(picked)
-    scale = max(height / h, width / w)
-    size = (max(height, round(h * scale)), max(width, round(w * scale)))
-    top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    out = np.empty((out_frames, height, width, 3), dtype=np.uint8)
-    for start in range(0, out_frames, chunk):
+    out = np.empty((len(picked), height, width, 3), dtype=np.uint8)
+    for start in range(0, len(picked), chunk):
         x = torch.from_numpy(np.ascontiguousarray(picked[start:start + chunk])).permute(0, 3, 1, 2).float() / 255
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        x = x[:, :, top:top + height, left:left + width].clamp(0, 1)
-        out[start:start + chunk] = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        out[start:start + chunk] = (resize_cover_crop(x, height, width) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
 
 

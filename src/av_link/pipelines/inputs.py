@@ -6,16 +6,16 @@ import os
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 
-from ..utils.media_io import MediaError, read_audio, read_video, resample_audio
+from ..utils.media_io import MediaError, as_waveform, read_audio, read_video, resample_audio
+from ..utils.video_ops import frame_indices, resize_cover_crop
 
 
 def _video_batch(video) -> tuple[torch.Tensor, float | None]:
-    """-> float (B, C, F, H, W) in [0, 1] and the file's fps when read from disk."""
+    """-> uint8 or float (B, C, F, H, W) (floats in [0, 1]) and the file's fps when read from disk."""
     if isinstance(video, (str, os.PathLike)):
         frames, fps = read_video(video)
-        return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 255, fps
+        return torch.from_numpy(frames).permute(3, 0, 1, 2)[None], fps
     if isinstance(video, (list, tuple)) and video and all(isinstance(f, PIL.Image.Image) for f in video):
         video = np.stack([np.asarray(f.convert("RGB")) for f in video])
     if isinstance(video, np.ndarray):
@@ -30,20 +30,22 @@ def _video_batch(video) -> tuple[torch.Tensor, float | None]:
         tensor = video
     else:
         raise ValueError(f"video must be a path, a list of PIL images, an (F, H, W, C) array or a (B, C, F, H, W) tensor, got {type(video).__name__}")
-    if tensor.dtype == torch.uint8:
-        tensor = tensor.float() / 255
-    elif not tensor.is_floating_point():
+    if tensor.dtype != torch.uint8 and not tensor.is_floating_point():
         raise ValueError(f"video values must be uint8 or float in [0, 1], got dtype {tensor.dtype}")
-    tensor = tensor.float()
     if tensor.shape[1] == 1:
         tensor = tensor.expand(-1, 3, -1, -1, -1)
     if tensor.shape[1] != 3:
         raise ValueError(f"video must have 1, 3 or 4 channels, got {tensor.shape[1]}")
-    if not torch.isfinite(tensor).all():
-        raise ValueError("video contains NaN or infinite values")
-    if tensor.numel() and (tensor.min() < -1e-3 or tensor.max() > 1 + 1e-3):
-        raise ValueError(f"float video values must lie in [0, 1], got [{tensor.min():.3g}, {tensor.max():.3g}]")
+    if tensor.is_floating_point():
+        if not torch.isfinite(tensor).all():
+            raise ValueError("video contains NaN or infinite values")
+        if tensor.numel() and (tensor.min() < -1e-3 or tensor.max() > 1 + 1e-3):
+            raise ValueError(f"float video values must lie in [0, 1], got [{tensor.min():.3g}, {tensor.max():.3g}]")
     return tensor, None
+
+
+def to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
 
 
 def prepare_video(video, fps: float | None, target_fps: float, height: int, width: int) -> tuple[torch.Tensor, float]:
@@ -59,22 +61,11 @@ def prepare_video(video, fps: float | None, target_fps: float, height: int, widt
     num_frames = tensor.shape[2]
     if num_frames == 0 or 0 in tensor.shape[3:]:
         raise MediaError("video has no frames (zero-length clip)")
-    duration = num_frames / fps
-    out_frames = round(duration * target_fps)
-    if out_frames < 1:
-        raise ValueError(f"video is {duration:.3f} s long, shorter than one model frame (1/{target_fps:g} s)")
-    index = ((torch.arange(out_frames) + 0.5) * fps / target_fps).floor().long().clamp_(max=num_frames - 1)
-    tensor = tensor[:, :, index]
+    tensor = tensor[:, :, frame_indices(num_frames, fps, target_fps)]  # pick frames before any float work
     b, c, f, h, w = tensor.shape
-    if (h, w) != (height, width):
-        scale = max(height / h, width / w)
-        size = (max(height, round(h * scale)), max(width, round(w * scale)))
-        frames = tensor.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
-        frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
-        top, left = (size[0] - height) // 2, (size[1] - width) // 2
-        frames = frames[:, :, top:top + height, left:left + width].clamp(0, 1)
-        tensor = frames.reshape(b, f, c, height, width).permute(0, 2, 1, 3, 4)
-    return tensor * 2 - 1, duration
+    frames = to_unit_float(tensor.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
+    tensor = resize_cover_crop(frames, height, width).reshape(b, f, c, height, width).permute(0, 2, 1, 3, 4)
+    return tensor * 2 - 1, num_frames / fps
 
 
 def prepare_audio(audio, sample_rate: int | None, target_sr: int, min_samples: int) -> torch.Tensor:
@@ -93,11 +84,10 @@ def prepare_audio(audio, sample_rate: int | None, target_sr: int, min_samples: i
             raise ValueError(f"audio must be a path, an array or a tensor, got {type(audio).__name__}")
         if audio.ndim not in (1, 2, 3):
             raise ValueError(f"audio must be (samples,), (channels, samples) or (batch, channels, samples), got shape {audio.shape}")
-        if np.issubdtype(audio.dtype, np.integer):
-            audio = audio / float(np.iinfo(audio.dtype).max)
-        elif not np.issubdtype(audio.dtype, np.floating):
-            raise ValueError(f"audio must hold integer PCM or floats, got dtype {audio.dtype}")
-        batch = audio.reshape((1,) * (3 - audio.ndim) + audio.shape).astype(np.float32)
+        batch = audio.reshape((1,) * (3 - audio.ndim) + audio.shape)
+        if batch.shape[-1] == 0:
+            raise MediaError("audio has zero samples (zero-length clip)")
+        batch = np.stack([as_waveform(item, "audio") for item in batch])  # PCM of any integer type -> float
     if batch.shape[-1] == 0:
         raise MediaError("audio has zero samples (zero-length clip)")
     if not np.isfinite(batch).all():

@@ -55,6 +55,12 @@ class AVLinkPipelineBase(DiffusionPipeline):
         self.register_to_config(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, clip_seconds=clip_seconds,
                                 window_overlap_seconds=window_overlap_seconds, max_sequence_length=max_sequence_length, **extra)
 
+    @staticmethod
+    def check_vocoder(audio_frontend, vocoder) -> None:
+        if vocoder is not None and getattr(vocoder.config, "sampling_rate", None) != audio_frontend.config.sample_rate:
+            raise ValueError(f"the vocoder runs at {getattr(vocoder.config, 'sampling_rate', None)} Hz but the audio front end at "
+                             f"{audio_frontend.config.sample_rate} Hz: they must match")
+
     # -- sizes -------------------------------------------------------------------------
     @property
     def video_fps(self) -> float:

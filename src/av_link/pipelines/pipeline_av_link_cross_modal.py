@@ -43,6 +43,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     ):
         super().__init__()
         fusion_adapter.check_backbones(audio_transformer, video_transformer)
+        self.check_vocoder(audio_frontend, vocoder)
         conditioning_timestep = self.default_conditioning_timestep if conditioning_timestep is None else conditioning_timestep
         if not 0.0 <= conditioning_timestep <= 1.0:
             raise ValueError(f"conditioning_timestep must be in [0, 1], got {conditioning_timestep}")

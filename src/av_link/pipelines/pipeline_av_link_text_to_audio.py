@@ -14,6 +14,7 @@ class AVLinkTextToAudioPipeline(AVLinkTextToSignalPipeline):
                  num_inference_steps: int = 64, guidance_scale: float = 5.0, clip_seconds: float = 5.16,
                  window_overlap_seconds: float | None = None, max_sequence_length: int = 128):
         super().__init__()
+        self.check_vocoder(audio_frontend, vocoder)
         self.register_modules(audio_transformer=audio_transformer, scheduler=scheduler, text_encoder=text_encoder,
                               tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder)
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length)

@@ -59,7 +59,6 @@ def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, tas
     """Fusion Block training (paper Eq. 5): the conditioning modality sits at its fixed time, the generated
     one at t ~ logit-normal(-1, 1); the loss is the generated modality's velocity MSE only."""
     generated = "audio" if task == "v2a" else "video"
-    conditioning = "video" if task == "v2a" else "audio"
     idx = batch["index"]
     x, t, text, mask = {}, {}, {}, {}
     for modality in ("audio", "video"):

@@ -26,6 +26,7 @@ import numpy as np
 
 __all__ = [
     "MediaError",
+    "as_waveform",
     "read_video",
     "read_audio",
     "write_wav",
@@ -241,7 +242,7 @@ def read_audio(path: PathLike) -> Tuple[np.ndarray, int]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _as_waveform(waveform, what: str = "waveform") -> np.ndarray:
+def as_waveform(waveform, what: str = "waveform") -> np.ndarray:
     """Validate and return a float32 `(channels, samples)` array."""
     wav = _to_numpy(waveform)
     if wav.ndim == 1:
@@ -300,6 +301,9 @@ def _atomic_destination(path: PathLike):
         raise MediaError(f"{path}: destination directory does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=os.path.splitext(name)[1] or ".tmp", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; published files follow the umask like any other
     try:
         yield tmp
         os.replace(tmp, path)
@@ -318,7 +322,7 @@ def _write_wav_file(path: str, wav: np.ndarray, sample_rate: int) -> None:
 
 def write_wav(path: PathLike, waveform, sample_rate: int) -> None:
     """Write `(samples,)` or `(channels, samples)` float audio (numpy or torch) as 16-bit PCM, clipping to [-1, 1]."""
-    wav = _as_waveform(waveform)
+    wav = as_waveform(waveform)
     if int(sample_rate) <= 0:
         raise MediaError(f"sample_rate must be positive, got {sample_rate}")
     with _atomic_destination(path) as tmp:
@@ -376,7 +380,7 @@ def write_video(
     if audio is not None:
         if sample_rate is None or int(sample_rate) <= 0:
             raise MediaError("write_video: audio was given without a positive sample_rate")
-        wav = _as_waveform(audio, "audio")
+        wav = np.clip(as_waveform(audio, "audio"), -1.0, 1.0)  # as write_wav does: AAC would keep overshoots
     rate = Fraction(fps).limit_denominator(1001000)
     num_frames, height, width, _ = video.shape
 
