@@ -13,6 +13,8 @@ import json
 import logging
 import sys
 
+import torch
+
 from av_link import AVLinkAudioTransformer, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkVideoTransformer
 from av_link.data import AVClipDataset
 from av_link.models.audio_frontend import AVLinkMelSpectrogram
@@ -35,12 +37,26 @@ def parse_args(argv=None):
     parser.add_argument("--height", type=int, default=36)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--text_dropout", type=float, default=0.1)
+    parser.add_argument("--mel_stats_clips", type=int, default=64,
+                        help="fit the mel normalisation (mean, std) on this many clips; 0 keeps the front end's defaults")
     parser.add_argument("--logit_mean", type=float, default=0.0)
     parser.add_argument("--logit_std", type=float, default=1.0)
     add_training_arguments(parser)
     args = parser.parse_args(argv)
     args.clip_seconds = args.clip_seconds or 5.16
     return args
+
+
+def fit_mel_normalization(args, frontend):
+    """The audio backbone models normalised log-mels; fit mean and std to the training data so they are ~N(0, 1)."""
+    settings = {k: v for k, v in frontend.config.items() if not k.startswith("_")}
+    raw = AVLinkMelSpectrogram(**{**settings, "mel_mean": 0.0, "mel_std": 1.0})
+    probe = AVClipDataset(args.data_dir, mel_frontend=raw, clip_seconds=args.clip_seconds, random_crop=False,
+                          modalities=("audio",), cache_dir=args.cache_dir, seed=args.seed, return_waveform=False)
+    mels = torch.cat([probe[i]["mel"].flatten() for i in range(min(len(probe), args.mel_stats_clips))])
+    mean, std = mels.mean().item(), mels.std().item()
+    logging.info(f"mel normalisation fitted on {min(len(probe), args.mel_stats_clips)} clips: mean {mean:.3f}, std {std:.3f}")
+    return AVLinkMelSpectrogram(**{**settings, "mel_mean": round(mean, 4), "mel_std": round(std, 4)})
 
 
 def main(argv=None):
@@ -51,6 +67,8 @@ def main(argv=None):
     text_encoder, tokenizer = load_text_encoder(args.text_encoder, seed=args.seed)
     overrides = {"text_dim": text_encoder.config.d_model, **json.loads(args.model_config)}
     frontend = AVLinkMelSpectrogram()
+    if args.modality == "audio" and not args.init_from and args.mel_stats_clips > 0:
+        frontend = fit_mel_normalization(args, frontend)
     if args.modality == "audio":
         cls, extra = AVLinkAudioTransformer, {"frame_rate": frontend.frames_per_second, "in_channels": frontend.config.n_mels}
     else:

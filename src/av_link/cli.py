@@ -602,6 +602,34 @@ def run_t2v(args) -> int:
     return _finish(args, f"wrote {args.out} ({len(frames)} frames at {fps:g} fps, {_seconds(len(frames) / fps)}, no audio)", started)
 
 
+def _add_make_synthetic_arguments(parser):
+    parser.add_argument("--out", required=True, help="folder to write (mp4 + wav + metadata.jsonl)")
+    parser.add_argument("--num-clips", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--height", type=int, default=32)
+    parser.add_argument("--fps", type=float, default=8.0)
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per clip")
+    parser.add_argument("--min-events", type=int, default=1)
+    parser.add_argument("--max-events", type=int, default=3)
+    parser.add_argument("--quiet", action="store_true")
+
+
+@subcommand("make-synthetic", help="write a SynthHits dataset: impacts you can see and hear at known times",
+            arguments=_add_make_synthetic_arguments)
+def run_make_synthetic(args) -> int:
+    from .data.synthetic import SynthHitsConfig, make_synthetic_dataset
+
+    if args.num_clips < 1:
+        raise CLIError(f"--num-clips must be positive, got {args.num_clips}")
+    started = time.perf_counter()
+    config = SynthHitsConfig(width=args.width, height=args.height, fps=args.fps, sample_rate=args.sample_rate,
+                             duration=args.duration, min_events=args.min_events, max_events=args.max_events)
+    out = make_synthetic_dataset(args.out, args.num_clips, config=config, seed=args.seed, progress=not args.quiet)
+    return _finish(args, f"wrote {args.num_clips} SynthHits clips to {out}", started)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------------------------
