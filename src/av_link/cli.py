@@ -630,6 +630,55 @@ def run_make_synthetic(args) -> int:
     return _finish(args, f"wrote {args.num_clips} SynthHits clips to {out}", started)
 
 
+def _add_evaluate_arguments(parser):
+    parser.add_argument("--model", default=None, help="V2A/A2V pipeline folder, or a folder with v2a/ and a2v/ (default: the shipped SynthHits models)")
+    parser.add_argument("--data", required=True, help="held-out SynthHits folder (see make-synthetic); created with --make N if missing")
+    parser.add_argument("--make", type=int, default=0, metavar="N", help="write N held-out clips to --data first")
+    parser.add_argument("--out", default="synthhits_eval", help="folder for synthhits.json, .md and .png")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
+    parser.add_argument("--vocoder", choices=["auto", "hifigan", "pipeline"], default="auto")
+    parser.add_argument("--quiet", action="store_true")
+
+
+@subcommand("evaluate", help="score V2A/A2V on SynthHits against text-only baselines and the ground truth",
+            arguments=_add_evaluate_arguments)
+def run_evaluate(args) -> int:
+    from .data.synthetic import make_synthetic_dataset
+    from .evaluation import run_synthhits, shipped_models_dir
+
+    started = time.perf_counter()
+    if args.make:
+        make_synthetic_dataset(args.data, args.make, seed=args.seed + 10_000_000, progress=not args.quiet)
+    if not os.path.isdir(args.data):
+        raise CLIError(f"--data {args.data} does not exist (add --make N to create a held-out split)")
+    with _quiet_libraries():
+        result = run_synthhits(args.model or shipped_models_dir(), args.data, args.out, args.steps, args.guidance, args.seed,
+                               args.limit, args.vocoder, progress=not args.quiet)
+    print(result["table"])
+    return _finish(args, f"wrote {args.out}/synthhits.json, .md, .png (vocoder {result['vocoder']})", started)
+
+
+def _add_demo_arguments(parser):
+    parser.add_argument("--out", default="demo_out")
+    parser.add_argument("--model", default=None, help="folder with v2a/ and a2v/ (default: the shipped SynthHits models)")
+    parser.add_argument("--seed", type=int, default=2026, help="which held-out clip")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--vocoder", choices=["auto", "hifigan", "pipeline"], default="auto")
+
+
+@subcommand("demo", help="run the shipped SynthHits V2A and A2V models on a new clip (offline)", arguments=_add_demo_arguments)
+def run_demo(args) -> int:
+    from .demo import run_demo as demo
+
+    started = time.perf_counter()
+    with _quiet_libraries():
+        demo(args.out, args.model, args.seed, args.steps, args.vocoder)
+    return _finish(args, f"demo written to {args.out}/", started)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------------------------

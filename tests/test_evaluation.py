@@ -1,0 +1,74 @@
+"""The SynthHits benchmark, `av-link evaluate` and `av-link demo` on tiny random pipelines."""
+
+import json
+
+import pytest
+
+from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
+from av_link.cli import main
+from av_link.data.synthetic import make_synthetic_dataset
+from av_link.evaluation import format_table, load_clips, load_pipelines, run_synthhits
+from av_link.utils.media_io import read_audio, read_video
+from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    config = {**TINY_PIPELINE_CONFIG, "num_inference_steps": 2}
+    AVLinkV2APipeline(**tiny_components(), **config).save_pretrained(root / "v2a")
+    AVLinkA2VPipeline(**tiny_components(), **config).save_pretrained(root / "a2v")
+    return root
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("heldout"), num_clips=2, seed=99, progress=False)
+
+
+def test_benchmark_scores_every_method(models, heldout, tmp_path):
+    result = run_synthhits(str(models), str(heldout), str(tmp_path), progress=False, vocoder="pipeline")
+    summary = result["summary"]
+    assert set(summary) == {"V2A", "text-only audio", "A2V", "text-only video", "ground-truth audio", "ground-truth video"}
+    # The ground truth is what the metrics were built to recognise.
+    assert summary["ground-truth audio"]["onset_acc"] == 1.0 and summary["ground-truth video"]["event_acc"] == 1.0
+    for method in ("V2A", "text-only audio"):
+        assert 0.0 <= summary[method]["onset_acc"] <= 1.0 and 0.0 <= summary[method]["onset_ap"] <= 1.0
+    report = json.loads((tmp_path / "synthhits.json").read_text())
+    assert report["clips"] == 2 and len(report["per_clip"]) == 2 and report["summary"] == summary
+    assert (tmp_path / "synthhits.png").stat().st_size > 1000
+    assert "| V2A |" in (tmp_path / "synthhits.md").read_text() and format_table(summary).count("\n") == 7
+
+
+def test_load_pipelines_accepts_one_direction(models):
+    v2a, a2v = load_pipelines(str(models / "v2a"))
+    assert isinstance(v2a, AVLinkV2APipeline) and a2v is None
+    with pytest.raises(ValueError, match="neither a V2A/A2V pipeline folder"):
+        load_pipelines(str(models / "v2a" / "scheduler"))
+    with pytest.raises(ValueError, match="has no metadata.jsonl"):
+        load_clips(str(models))
+
+
+def test_evaluate_command(models, tmp_path, capsys):
+    data = tmp_path / "heldout"
+    code = main(["evaluate", "--model", str(models), "--data", str(data), "--make", "1", "--out", str(tmp_path / "eval"),
+                 "--quiet", "--vocoder", "pipeline"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| V2A |" in out and "synthhits.json" in out
+    assert main(["evaluate", "--data", str(tmp_path / "missing"), "--quiet"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_command(models, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(models), "--out", str(out), "--vocoder", "pipeline"]) == 0
+    printed = capsys.readouterr().out
+    assert "V2A: onset acc" in printed and "A2V: event-time acc" in printed and "vocoder: GriffinLimVocoder" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    frames, fps = read_video(str(out / "v2a.mp4"))
+    audio, rate = read_audio(str(out / "v2a.mp4"))
+    assert fps == 8 and len(frames) == 16 and abs(audio.shape[1] / rate - 2.0) < 0.05
+    a2v_frames, _ = read_video(str(out / "a2v.mp4"))
+    assert a2v_frames.shape[1:3] == (16 * 8, 16 * 8)  # model frames, upscaled for viewing
+    assert (out / "alignment.png").stat().st_size > 1000 and 0.0 <= metrics["v2a"]["onset_acc"] <= 1.0
