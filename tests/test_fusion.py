@@ -210,3 +210,19 @@ def test_mismatched_backbones_and_batches(tiny_models):
         joint_forward(audio_model, video_model, wide, audio, video, 0.3, 0.96, text, text)
     with pytest.raises(ValueError, match="audio batch size 2 != video batch size 1"):
         joint_forward(audio_model, video_model, adapter, audio, video[:1], 0.3, 0.96, text, text[:1])
+
+
+@pytest.mark.parametrize("side", ["audio", "video"])
+def test_one_sided_fusion_equals_the_full_block(tiny_models, side):
+    """The last block in V2A (A2V) attends from audio (video) queries only; that side's result is unchanged."""
+    _, _, adapter = tiny_models
+    randomize_(adapter, 0.1)
+    g = torch.Generator().manual_seed(0)
+    audio, video = torch.randn(2, 7, 64, generator=g), torch.randn(2, 12, 64, generator=g)
+    mods = adapter.modulation(torch.tensor([0.2, 0.7]), torch.tensor([0.96, 0.96]))
+    rope = adapter.time_rope(torch.arange(7.0).double() / 6, torch.arange(12.0).double().div(4).floor() / 6)
+    full = adapter.fuse(1, audio, video, *mods, rope)
+    one = adapter.fuse(1, audio, video, *mods, rope, return_audio=side == "audio", return_video=side == "video")
+    k = 0 if side == "audio" else 1
+    torch.testing.assert_close(one[k], full[k], atol=1e-6, rtol=1e-5)
+    assert torch.equal(one[1 - k], (audio, video)[1 - k])  # the other side comes back untouched

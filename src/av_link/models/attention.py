@@ -36,14 +36,18 @@ class Attention(nn.Module):
         context: torch.Tensor | None = None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         key_mask: torch.Tensor | None = None,
+        context_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """`rope` rotates the queries, and the keys too unless `context_rope` is given for them (queries that
+        are a subset of the context)."""
         context = x if context is None else context
         q = self.norm_q(self._heads(self.to_q(x)))
         k = self.norm_k(self._heads(self.to_k(context)))
         v = self._heads(self.to_v(context))
         if rope is not None:
             q = apply_rotary_emb(q, rope, use_real=True, use_real_unbind_dim=-1)
-            k = apply_rotary_emb(k, rope, use_real=True, use_real_unbind_dim=-1)
+        if context_rope is not None or rope is not None:
+            k = apply_rotary_emb(k, context_rope or rope, use_real=True, use_real_unbind_dim=-1)
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Lk), True = attend
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.to_out(out.transpose(1, 2).flatten(2))

@@ -61,10 +61,19 @@ class AVLinkFusionBlock(nn.Module):
         sa1, ca1, ga1, sa2, ca2, ga2 = self._split(audio_mod + self.audio_modulation)
         sv1, cv1, gv1, sv2, cv2, gv2 = self._split(video_mod + self.video_modulation)
         a, v = self.audio_in(audio), self.video_in(video)
+        la = a.shape[1]
         joint = torch.cat([modulate(self.norm1(a), sa1, ca1), modulate(self.norm1(v), sv1, cv1)], dim=1)
-        joint = self.attn(joint, rope=rope)
-        a = a + ga1[:, None] * joint[:, : a.shape[1]]
-        v = v + gv1[:, None] * joint[:, a.shape[1]:]
+        if return_audio and return_video:
+            joint = self.attn(joint, rope=rope)
+            a = a + ga1[:, None] * joint[:, :la]
+            v = v + gv1[:, None] * joint[:, la:]
+        else:  # only one side is read afterwards: attend from its tokens alone, to all tokens
+            rows = slice(None, la) if return_audio else slice(la, None)
+            out = self.attn(joint[:, rows], context=joint, rope=(rope[0][rows], rope[1][rows]), context_rope=rope)
+            if return_audio:
+                a = a + ga1[:, None] * out
+            else:
+                v = v + gv1[:, None] * out
         if return_audio:
             audio = audio + ga2[:, None] * self.audio_mlp(modulate(self.norm2(a), sa2, ca2))
         if return_video:
