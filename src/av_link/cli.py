@@ -474,8 +474,6 @@ def _add_v2a_arguments(parser):
                 "generated audio muxed in, or with --wav the audio alone.",
 )
 def run_v2a(args) -> int:
-    import numpy as np
-
     from .pipelines import AVLinkV2APipeline
     from .utils.media_io import read_video, write_video, write_wav
 
@@ -498,8 +496,7 @@ def run_v2a(args) -> int:
     if args.wav:
         write_wav(args.out, audio, rate)
         return _finish(args, f"wrote {args.out} ({_seconds(duration)} of audio at {rate} Hz, vocoder {vocoder})", started)
-    # write_wav clips to [-1, 1]; the AAC path of write_video would keep (and then distort) out-of-range samples
-    write_video(args.out, frames, fps, audio=np.clip(audio, -1.0, 1.0), sample_rate=rate)
+    write_video(args.out, frames, fps, audio=audio, sample_rate=rate)  # clips to [-1, 1] like write_wav
     return _finish(
         args,
         f"wrote {args.out} ({len(frames)} input frames at {fps:g} fps, {_seconds(len(frames) / fps)}, with "
