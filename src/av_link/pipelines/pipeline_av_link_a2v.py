@@ -17,7 +17,7 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
 
     generated = "video"
     default_conditioning_timestep = 0.8
-    model_cpu_offload_seq = "text_encoder->audio_transformer->fusion_adapter->video_transformer"
+    model_cpu_offload_seq = "text_encoder"
 
     def __call__(
         self,

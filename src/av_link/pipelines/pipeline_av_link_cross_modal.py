@@ -20,7 +20,11 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
 
     default_conditioning_timestep = 0.96
     _optional_components = ["vocoder"]
-    model_cpu_offload_seq = "text_encoder->video_transformer->fusion_adapter->audio_transformer->vocoder"
+    # The joint forward interleaves both backbones and the adapter block by block, so with
+    # `enable_model_cpu_offload` they stay resident together; the text encoder (T5-XXL: the largest
+    # part) and the vocoder are offloaded between uses.
+    _exclude_from_cpu_offload = ["audio_transformer", "video_transformer", "fusion_adapter", "audio_frontend"]
+    model_cpu_offload_seq = "text_encoder->vocoder"
 
     def __init__(
         self,

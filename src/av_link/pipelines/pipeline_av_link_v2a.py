@@ -21,7 +21,6 @@ class AVLinkV2APipeline(AVLinkCrossModalPipeline):
 
     generated = "audio"
     default_conditioning_timestep = 0.96
-    model_cpu_offload_seq = "text_encoder->video_transformer->fusion_adapter->audio_transformer->vocoder"
 
     def __call__(
         self,
