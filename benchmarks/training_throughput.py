@@ -1,0 +1,115 @@
+"""Training throughput of the Fusion Blocks (and, with --backbone, a backbone): samples/s of full optimizer
+steps on random in-memory batches (no data loading), and model FLOPs utilisation on a GPU.
+
+    python benchmarks/training_throughput.py                          # tiny preset, CPU
+    python benchmarks/training_throughput.py --preset paper --device cuda --bf16 --batch 8 --gradient-checkpointing
+
+FLOPs per step are counted once on the meta device (forward + backward of the trained path, matmul-type
+ops); MFU = FLOPs per second / the device's peak dense bf16 FLOPs (--peak-tflops, default 989 for H100 SXM).
+"""
+
+import argparse
+import json
+import os
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from av_link import AVLinkAudioTransformer, AVLinkFusionAdapter, AVLinkVideoTransformer
+from av_link.training.objectives import FusionObjective, ObjectiveConfig
+
+CLIPS = {  # (video frames, height, width, mel frames) of one training clip
+    "tiny": (16, 16, 16, 172),
+    "paper": (31, 36, 64, 444),
+}
+
+
+def build(preset: str, device, text_dim: int, text_len: int):
+    audio = AVLinkAudioTransformer.from_preset(preset, text_dim=text_dim, **({"patch_size": 2} if preset == "tiny" else {}))
+    video = AVLinkVideoTransformer.from_preset(preset, text_dim=text_dim, **({"patch_size": (1, 4, 4)} if preset == "tiny" else {}))
+    adapter = AVLinkFusionAdapter.from_preset(preset, audio_dim=audio.config.hidden_size, video_dim=video.config.hidden_size,
+                                              num_audio_layers=len(audio.blocks), num_video_layers=len(video.blocks))
+    for backbone in (audio, video):
+        backbone.requires_grad_(False).eval()
+
+    def encode_text(captions):
+        return torch.randn(len(captions), text_len, text_dim, device=device), torch.ones(len(captions), text_len, dtype=torch.bool, device=device)
+
+    objective = FusionObjective(adapter, audio, video, encode_text, "v2a", ObjectiveConfig(logit_mean=-1.0))
+    return objective.to(device), adapter
+
+
+def batch_for(preset: str, batch: int, device):
+    frames, h, w, mels = CLIPS[preset]
+    return {"video": torch.rand(batch, 3, frames, h, w, device=device) * 2 - 1, "mel": torch.randn(batch, mels, 80, device=device),
+            "audio_caption": ["a sound"] * batch, "video_caption": ["a video"] * batch, "index": list(range(batch))}
+
+
+def count_flops(preset, batch, text_dim, text_len, gradient_checkpointing) -> float:
+    with torch.device("meta"):
+        objective, adapter = build(preset, "meta", text_dim, text_len)
+        data = batch_for(preset, batch, "meta")
+    if gradient_checkpointing:
+        adapter.enable_gradient_checkpointing()
+    with FlopCounterMode(display=False) as counter:
+        objective(data, 0, 0).backward()
+    return counter.get_total_flops()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="tiny", choices=sorted(CLIPS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    text_dim, text_len = (32, 16) if args.preset == "tiny" else (4096, 32)
+    device = torch.device(args.device)
+    objective, adapter = build(args.preset, device, text_dim, text_len)
+    if args.gradient_checkpointing:
+        for m in (adapter, objective.audio_model, objective.video_model):
+            m.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=3e-4, betas=(0.9, 0.99), weight_decay=0.01)
+    data = batch_for(args.preset, args.batch, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+    def step(i):
+        with autocast:
+            loss = objective(data, 0, i)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for i in range(args.warmup):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(args.steps):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / args.steps
+    flops = count_flops(args.preset, args.batch, text_dim, text_len, args.gradient_checkpointing)
+    result = {"preset": args.preset, "device": str(device), "batch": args.batch, "bf16": args.bf16, "threads": torch.get_num_threads(),
+              "seconds_per_step": seconds, "samples_per_second": args.batch / seconds, "tflop_per_step": flops / 1e12,
+              "achieved_tflops": flops / seconds / 1e12}
+    if device.type == "cuda":
+        result["mfu"] = result["achieved_tflops"] / args.peak_tflops
+    print(json.dumps(result, indent=1))
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"training_throughput_{args.preset}_{device.type}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
