@@ -97,8 +97,6 @@ class AVLinkPipelineBase(DiffusionPipeline):
         if output_type == "latent":
             return latents
         mel = self.audio_frontend.denormalize(latents.float())
-        if self.vocoder is None:
-            raise ValueError("this pipeline has no vocoder: load one (or a GriffinLimVocoder), or use output_type='latent'")
         vocoder_dtype = next((p.dtype for p in self.vocoder.parameters()), torch.float32)
         waveform = self.vocoder(mel.to(vocoder_dtype)).float()
         if waveform.ndim == 1:
@@ -129,6 +127,8 @@ class AVLinkPipelineBase(DiffusionPipeline):
             raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
         if output_type not in OUTPUT_TYPES[self.generated]:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES[self.generated]} when generating {self.generated}, got {output_type!r}")
+        if self.generated == "audio" and output_type != "latent" and self.vocoder is None:
+            raise ValueError("this pipeline has no vocoder: load one (or a GriffinLimVocoder), or use output_type='latent'")
         bad = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
         if bad:
             raise ValueError(f"callback_on_step_end_tensor_inputs may only name {self._callback_tensor_inputs}, got {bad}")
