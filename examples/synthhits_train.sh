@@ -14,7 +14,7 @@ COMMON=(--cache_dir "$WORK/cache" --clip_seconds 2.0 --train_batch_size 16 --max
 
 run() { echo "== $1"; shift; /usr/bin/time -f "   wall %e s" "$@"; }
 run "text-to-audio backbone" $PY examples/train_backbone.py --modality audio --data_dir "$WORK/train" --output_dir "$WORK/t2a" \
-    --text_encoder tiny --preset tiny --model_config '{"patch_size": 4, "hidden_size": 128, "mlp_dim": 256, "num_layers": 6}' \
+    --text_encoder tiny --preset tiny --model_config '{"patch_size": 2, "hidden_size": 192, "mlp_dim": 384, "num_layers": 6}' \
     "${COMMON[@]}" --resume_from_checkpoint latest
 run "text-to-video backbone" $PY examples/train_backbone.py --modality video --data_dir "$WORK/train" --output_dir "$WORK/t2v" \
     --text_encoder tiny --preset tiny --fps 8 --height 16 --width 16 \

@@ -21,6 +21,10 @@ from .utils.media_io import write_video
 VIEW_SCALE = 8  # generated frames are upscaled (nearest) for viewing; metrics use the model's frames
 
 
+def _times(seconds) -> str:
+    return ", ".join(f"{t:.2f} s" for t in seconds) or "none"
+
+
 def _upscale(frames: np.ndarray, factor: int) -> np.ndarray:
     return frames.repeat(factor, axis=1).repeat(factor, axis=2)
 
@@ -63,7 +67,7 @@ def run_demo(out_dir: str = "demo_out", model_dir: str | None = None, seed: int 
     # A clip no model has seen: the training split uses seeds derived from 1.
     clip = generate_clip(SynthHitsConfig(), seed)
     sr, fps = SynthHitsConfig().sample_rate, SynthHitsConfig().fps
-    log(f"held-out clip: {clip['video_caption']!r}, impacts at {', '.join(f'{t:.2f}' for t in clip['event_times'])} s")
+    log(f"held-out clip: {clip['video_caption']!r}, impacts at {_times(clip['event_times'])}")
     os.makedirs(out_dir, exist_ok=True)
     write_video(os.path.join(out_dir, "input.mp4"), clip["frames"], fps, audio=clip["audio"], sample_rate=sr)
     generator = torch.Generator().manual_seed(seed)
@@ -95,9 +99,8 @@ def run_demo(out_dir: str = "demo_out", model_dir: str | None = None, seed: int 
         log("matplotlib is not installed (pip install av-link[eval]): no alignment.png")
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
-    log(f"V2A: onset acc {onsets['acc']:.2f}, onset AP {onsets['ap']:.2f} "
-        f"(generated onsets at {', '.join(f'{t:.2f}' for t in onsets['generated_onsets']) or 'none'} s)")
+    log(f"V2A: onset acc {onsets['acc']:.2f}, onset AP {onsets['ap']:.2f} (generated onsets: {_times(onsets['generated_onsets'])})")
     log(f"A2V: event-time acc {events['accuracy']:.2f}, precision {events['precision']:.2f} "
-        f"(visual impacts at {', '.join(f'{t:.2f}' for t in events['detected_times']) or 'none'} s)")
+        f"(generated visual impacts: {_times(events['detected_times'])})")
     log(f"wrote {out_dir}/input.mp4, v2a.mp4, a2v.mp4, alignment.png, metrics.json in {time.perf_counter() - started:.1f} s")
     return metrics

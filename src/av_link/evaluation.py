@@ -198,21 +198,33 @@ def set_vocoder(pipe, choice: str = "auto") -> str:
     return type(pipe.vocoder).__name__
 
 
+SHARED = ("audio_transformer", "video_transformer", "scheduler", "text_encoder", "tokenizer", "audio_frontend", "vocoder")
+
+
 def load_pipelines(model_dir: str):
-    """A folder holding `v2a/` and `a2v/` pipeline folders, or one V2A or A2V pipeline folder."""
-    def load(path, cls):
-        return cls.from_pretrained(path) if os.path.isfile(os.path.join(path, "model_index.json")) else None
+    """A folder holding `v2a/` and `a2v/` pipeline folders, or one V2A or A2V pipeline folder.
+
+    When both are present, A2V reuses V2A's backbones, text encoder and audio front end, so an `a2v/`
+    folder may hold only its `fusion_adapter/` (as the shipped models do, to stay small). Weights load
+    in float32 whatever precision they were stored in.
+    """
+    def load(path, cls, **components):
+        if not os.path.isfile(os.path.join(path, "model_index.json")):
+            return None
+        return cls.from_pretrained(path, torch_dtype=torch.float32, **components)
 
     index = os.path.join(model_dir, "model_index.json")
     if os.path.isfile(index):
         with open(index) as f:
             name = json.load(f).get("_class_name")
         if name == "AVLinkV2APipeline":
-            return AVLinkV2APipeline.from_pretrained(model_dir), None
+            return load(model_dir, AVLinkV2APipeline), None
         if name == "AVLinkA2VPipeline":
-            return None, AVLinkA2VPipeline.from_pretrained(model_dir)
+            return None, load(model_dir, AVLinkA2VPipeline)
         raise ValueError(f"{model_dir} holds a {name}, not a V2A or A2V pipeline")
-    v2a, a2v = load(os.path.join(model_dir, "v2a"), AVLinkV2APipeline), load(os.path.join(model_dir, "a2v"), AVLinkA2VPipeline)
+    v2a = load(os.path.join(model_dir, "v2a"), AVLinkV2APipeline)
+    shared = {k: getattr(v2a, k) for k in SHARED} if v2a is not None else {}
+    a2v = load(os.path.join(model_dir, "a2v"), AVLinkA2VPipeline, **shared)
     if v2a is None and a2v is None:
         raise ValueError(f"{model_dir} is neither a V2A/A2V pipeline folder nor a folder with v2a/ and a2v/ inside")
     return v2a, a2v
