@@ -27,7 +27,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=7", "librosa>=0.10", "opencv-python-headless>=4.8"],
+        "test": ["pytest>=7", "librosa>=0.10", "opencv-python-headless>=4.8", "matplotlib"],
         "train": ["tensorboard"],
         # librosa's onset detector and OpenCV's Farneback flow are what the reference metric
         # implementations use; we call them instead of re-deriving them.
