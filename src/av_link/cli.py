@@ -216,14 +216,13 @@ def _reason(err: BaseException) -> str:
 
 
 def check_input_file(path: str, what: str) -> str:
-    """An existing, readable, non-empty regular file (the media readers repeat these checks with their own wording)."""
-    if not os.path.exists(path):
-        raise CLIError(f"{what} {path}: no such file")
-    if os.path.isdir(path):
-        raise CLIError(f"{what} {path}: is a directory, expected a file")
-    if not os.access(path, os.R_OK):
-        raise CLIError(f"{what} {path}: file is not readable (permission denied)")
-    return path
+    """An existing, readable, non-empty regular file; the message names the option."""
+    from .utils.media_io import MediaError, check_input_file as check_media_file
+
+    try:
+        return check_media_file(path)
+    except MediaError as err:
+        raise CLIError(f"{what} {err}") from None
 
 
 def check_output_path(path: str, extensions: Sequence[str], inputs: Iterable[str] = (), what: str = "--out") -> str:

@@ -27,6 +27,7 @@ import numpy as np
 __all__ = [
     "MediaError",
     "as_waveform",
+    "check_input_file",
     "read_video",
     "read_audio",
     "write_wav",
@@ -74,7 +75,8 @@ def _ffmpeg_reason(stderr: bytes, default: str) -> str:
     return default
 
 
-def _check_input_file(path: PathLike) -> str:
+def check_input_file(path: PathLike) -> str:
+    """An existing, readable, non-empty regular file, else one-line MediaError."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise MediaError(f"{path}: no such file")
@@ -126,12 +128,12 @@ def _probe(path: str) -> _Probe:
 
 def has_audio_stream(path: PathLike) -> bool:
     """Whether `path` holds at least one audio stream (`MediaError` only for a missing or empty file)."""
-    return bool(_probe(_check_input_file(path)).audio)
+    return bool(_probe(check_input_file(path)).audio)
 
 
 def has_video_stream(path: PathLike) -> bool:
     """Whether `path` holds at least one video stream; still-image cover art does not count."""
-    return bool(_probe(_check_input_file(path)).video)
+    return bool(_probe(check_input_file(path)).video)
 
 
 def _unreadable(path: str, probe: _Probe) -> MediaError:
@@ -151,7 +153,7 @@ def read_video(path: PathLike) -> Tuple[np.ndarray, float]:
     """
     import imageio.v2 as imageio
 
-    path = _check_input_file(path)
+    path = check_input_file(path)
     probe = _probe(path)
     if not probe.video:
         if probe.audio:
@@ -220,7 +222,7 @@ def read_audio(path: PathLike) -> Tuple[np.ndarray, int]:
     Returns:
         `(waveform, sample_rate)`: `np.float32` array `(channels, samples)` at the file's native rate and channels.
     """
-    path = _check_input_file(path)
+    path = check_input_file(path)
     decoded = _read_wav_scipy(path) if path.lower().endswith((".wav", ".wave")) else None
     if decoded is None:
         probe = _probe(path)
