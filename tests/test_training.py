@@ -1,6 +1,8 @@
 """Training scripts end to end on tiny SynthHits data (subprocesses, CPU)."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +21,24 @@ COMMON = ["--train_batch_size", "2", "--learning_rate", "1e-3", "--lr_warmup_ste
           "--clip_seconds", "1.0", "--logging_steps", "1"]
 
 
-def run(script, *args, env=None, check=True, launcher=None):
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(script, *args, env=None, check=True, launcher=None, timeout=600):
     cmd = (launcher or [sys.executable]) + [str(ROOT / "examples" / script), *map(str, args)]
-    result = subprocess.run(cmd, cwd=ROOT, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=600)
+    # A new session, so that on a timeout the launcher's worker processes are killed with it.
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"{script} timed out after {timeout} s:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
@@ -45,7 +62,7 @@ def backbones(tmp_path_factory, data):
 def fusion(backbones, data, out, *extra, env=None, check=True, launcher=None):
     t2a, t2v = backbones
     return run("train_fusion.py", "--task", "v2a", "--audio_model", t2a, "--video_model", t2v, "--data_dir", data,
-               "--output_dir", out, "--preset", "tiny", *COMMON, *extra, env=env, check=check, launcher=launcher)
+               "--output_dir", out, "--preset", "tiny", *COMMON, *extra, env=env, check=check, launcher=launcher, timeout=300)
 
 
 def adapter_weights(path):
@@ -113,8 +130,11 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint(backbones, data, tm
 def test_two_processes_match_one_process(backbones, data, tmp_path):
     steps = ["--max_train_steps", "3", "--checkpointing_steps", "100"]
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
-    two = fusion(backbones, data, tmp_path / "two", *steps, "--train_batch_size", "1", env={"ACCELERATE_USE_CPU": "1"}, launcher=launcher)
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+                "--main_process_port", str(free_port())]
+    # gloo over loopback only: the machine's other interfaces play no part in a single-host test.
+    two = fusion(backbones, data, tmp_path / "two", *steps, "--train_batch_size", "1", launcher=launcher,
+                 env={"ACCELERATE_USE_CPU": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"})
     assert "all 2 ranks hold identical trained weights" in two.stdout + two.stderr
     fusion(backbones, data, tmp_path / "one", *steps, "--train_batch_size", "2")
     a, b = adapter_weights(tmp_path / "two"), adapter_weights(tmp_path / "one")
