@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data.synthetic import SynthHitsConfig, generate_clip
-from .evaluation import load_pipelines, set_vocoder, shipped_models_dir
+from .evaluation import load_pipelines, set_vocoder, shipped_models_dir, to_uint8_frames
 from .metrics import event_time_accuracy, onset_metrics
 from .metrics.event_time import visual_event_signal
 from .utils.media_io import write_video
@@ -81,7 +81,7 @@ def run_demo(out_dir: str = "demo_out", model_dir: str | None = None, seed: int 
 
     video_out = a2v(audio=clip["audio"], sample_rate=sr, prompt=clip["video_caption"], conditioning_prompt=clip["audio_caption"],
                     num_inference_steps=num_inference_steps, generator=generator)
-    frames = (np.clip(video_out.frames[0], 0, 1) * 255).round().astype(np.uint8)
+    frames = to_uint8_frames(video_out.frames[0])
     write_video(os.path.join(out_dir, "a2v.mp4"), _upscale(frames, VIEW_SCALE), video_out.fps, audio=clip["audio"], sample_rate=sr)
 
     onsets = onset_metrics(generated_audio, audio_out.sample_rate, reference_times=clip["event_times"])

@@ -74,7 +74,8 @@ def _video_scores(frames, fps, clip: Clip) -> dict:
     return {"event_acc": events["accuracy"], "event_precision": events["precision"], "detected": events["detected_times"].tolist()}
 
 
-def _uint8(frames: np.ndarray) -> np.ndarray:
+def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
+    """Pipeline frames in [0, 1] -> uint8, what the video metrics and writers take."""
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -116,10 +117,10 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
                 keep(name, out.audios[0], out.sample_rate)
             elif name == "A2V":
                 out = pipe(audio=clip.audio, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption, generator=generator, **sampling)
-                row[name] = _video_scores(_uint8(out.frames[0]), out.fps, clip)
+                row[name] = _video_scores(to_uint8_frames(out.frames[0]), out.fps, clip)
             else:
                 out = pipe(prompt=clip.video_caption, duration_in_s=seconds, generator=generator, **sampling)
-                row[name] = _video_scores(_uint8(out.frames[0]), out.fps, clip)
+                row[name] = _video_scores(to_uint8_frames(out.frames[0]), out.fps, clip)
         if v2a is not None:
             row["ground-truth audio"] = _audio_scores(wave, sr, clip, frames, fps)
             keep("ground-truth audio", wave, sr)

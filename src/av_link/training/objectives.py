@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.joint import joint_forward
+from ..schedulers import FlowMatchEulerScheduler
 from .randomness import per_sample_logit_normal, per_sample_rand, per_sample_randn, sample_generator
 
 CONDITIONING_TIME = {"v2a": 0.96, "a2v": 0.8}  # paper §4.4: fixed noise level of the conditioning modality
@@ -50,9 +51,8 @@ def backbone_loss(model, encode_text, batch: dict, modality: str, cfg: Objective
     t = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{modality}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
     captions = _drop(_caption(batch, modality), cfg.generated_text_dropout, _streams(cfg, epoch, idx, f"{modality}-text"))
     text, mask = encode_text(captions)
-    x_t = t.view(-1, *[1] * (x1.ndim - 1)).to(x1.dtype) * x1 + (1 - t.view(-1, *[1] * (x1.ndim - 1)).to(x1.dtype)) * noise
-    prediction = model(x_t, t, text, mask).sample
-    return F.mse_loss(prediction.float(), (x1 - noise).float())
+    prediction = model(FlowMatchEulerScheduler.add_noise(x1, noise, t), t, text, mask).sample
+    return F.mse_loss(prediction.float(), FlowMatchEulerScheduler.velocity_target(x1, noise).float())
 
 
 def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, task: str, cfg: ObjectiveConfig, epoch: int) -> torch.Tensor:
@@ -66,12 +66,11 @@ def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, tas
         noise = per_sample_randn(x1.shape[1:], _streams(cfg, epoch, idx, f"{task}-{modality}-noise"), x1.device, x1.dtype)
         if modality == generated:
             t[modality] = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{task}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
-            target = (x1 - noise).float()
+            target = FlowMatchEulerScheduler.velocity_target(x1, noise).float()
         else:
             fixed = cfg.v2a_conditioning_time if task == "v2a" else cfg.a2v_conditioning_time
             t[modality] = torch.full((x1.shape[0],), fixed, device=x1.device)
-        tt = t[modality].view(-1, *[1] * (x1.ndim - 1)).to(x1.dtype)
-        x[modality] = tt * x1 + (1 - tt) * noise
+        x[modality] = FlowMatchEulerScheduler.add_noise(x1, noise, t[modality])
         p = cfg.generated_text_dropout if modality == generated else cfg.conditioning_text_dropout
         captions = _drop(_caption(batch, modality), p, _streams(cfg, epoch, idx, f"{task}-{modality}-text"))
         text[modality], mask[modality] = encode_text(captions)
