@@ -104,11 +104,14 @@ def test_onset_empty_silent_constant():
     times = [0.5, 1.0]
     for y in (np.zeros(SR * 2, np.float32), np.full(SR * 2, 0.3), np.zeros(0)):
         assert detect_onsets(y, SR).size == 0
-        r = onset_metrics(y, SR, reference_times=times)
+        with pytest.warns(UserWarning, match="silent"):
+            r = onset_metrics(y, SR, reference_times=times)
         assert (r["hits"], r["acc"], r["count_acc"], r["num_generated"]) == (0, 0.0, 0.0, 0)
-        assert r["ap"] == 1.0  # documented reference quirk: misses alone do not lower AP
+        # Not the reference's AP = 1 (misses alone do not lower its AP): silence scores 0.
+        assert (r["ap"], r["precision"], r["f1"]) == (0.0, 0.0, 0.0)
     silent = np.zeros(SR * 2, np.float32)
-    r = onset_metrics(silent, SR, reference=silent)
+    with pytest.warns(UserWarning, match="silent"):
+        r = onset_metrics(silent, SR, reference=silent)
     assert (r["acc"], r["ap"], r["count_acc"]) == (0.0, 0.0, 1.0)
     r = onset_metrics(clicks([0.5]), SR, reference_times=[])
     assert (r["acc"], r["ap"], r["count_acc"]) == (0.0, 0.0, 0.0)

@@ -1,4 +1,5 @@
-"""Onset Acc / Onset AP for video-to-audio, after Du et al. 2023 (CondFoleyGen).
+"""Onset Acc / Onset AP (plus precision and F1) for video-to-audio, after Du et al. 2023
+(CondFoleyGen).
 
 Protocol (CondFoleyGen ``predict_onset.py``, the numbers AV-Link reports on Greatest Hits):
 
@@ -22,9 +23,18 @@ Protocol (CondFoleyGen ``predict_onset.py``, the numbers AV-Link reports on Grea
    the precision / recall of "score >= k-th distinct score". Note this inherits a property of
    the reference: missed ground truths sit at score 0, where everything is retrieved, so they
    lower AP only through the precision there; a clip with misses but no false onsets gets
-   AP = 1. Read AP together with Acc.
+   AP = 1 (but see "silent output" below). Read AP together with Acc and precision.
 7. ``count_acc`` is 1.0 when the number of detected generated onsets (before NMS, as in the
    reference) equals the number of ground-truth onsets.
+
+Acc is recall only: a click every 0.15 s scores acc = 1. So we also report (not in the
+reference) ``precision = hits / #generated onsets after NMS`` (0.0 with none) and ``f1``, the
+harmonic mean of acc and precision (0.0 when both are 0); a periodic-click output gets a low
+precision and F1.
+
+Silent output: generated audio with no onsets (silent, constant, empty, or simply no onset
+detected) gets ``ap = 0.0`` whatever the ground truth, and a :class:`UserWarning`. The
+reference would give such a clip AP = 1 (misses only), i.e. silence would be a perfect score.
 
 Deviations from the reference, all in edge cases:
 
@@ -41,11 +51,12 @@ Deviations from the reference, all in edge cases:
 * Empty inputs: no ground-truth onsets gives acc = 0 and AP = 0 (the reference's acc
   convention; its AP would fail or warn), whatever was generated; ``count_acc`` is still 1.0
   when nothing was generated either. Silent or constant audio has no onsets and zero
-  confidence (instead of a 0/0 normalisation).
+  confidence (instead of a 0/0 normalisation), hence AP = 0 as above.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -129,7 +140,7 @@ def onset_metrics(generated, sample_rate: float, reference=None,
                   reference_times=None, reference_sample_rate: Optional[float] = None,
                   tolerance: float = 0.1, delta: float = 0.3, conf_window: float = 0.05,
                   nms_window: float = 0.05) -> Dict[str, Any]:
-    """Onset Acc / AP / count accuracy of one generated waveform.
+    """Onset Acc / AP / precision / F1 / count accuracy of one generated waveform.
 
     Args:
         generated: generated audio, (N,) or (C, N) / (N, C); float in [-1, 1] or int PCM.
@@ -142,9 +153,10 @@ def onset_metrics(generated, sample_rate: float, reference=None,
         conf_window, nms_window: seconds, see the module docstring.
 
     Returns:
-        dict with ``acc``, ``ap``, ``count_acc`` (floats), ``hits``, ``num_reference``,
-        ``num_generated`` (after NMS), ``num_generated_raw`` (before), ``generated_onsets`` and
-        ``reference_onsets`` (seconds, NumPy arrays).
+        dict with ``acc`` (recall), ``ap``, ``precision``, ``f1``, ``count_acc`` (floats),
+        ``hits``, ``num_reference``, ``num_generated`` (after NMS), ``num_generated_raw``
+        (before), ``generated_onsets`` and ``reference_onsets`` (seconds, NumPy arrays).
+        Warns (``UserWarning``) when the generated audio has no onsets; its AP is then 0.0.
     """
     if (reference is None) == (reference_times is None):
         raise ValueError("give exactly one of `reference` (waveform) or `reference_times`")
@@ -188,9 +200,18 @@ def onset_metrics(generated, sample_rate: float, reference=None,
     labels += [0] * int((~used).sum())
     scores += conf[~used].tolist()
 
+    acc = hits / gt.size if gt.size else 0.0
+    precision = hits / gen.size if gen.size else 0.0
+    if gen.size == 0:
+        what = "is empty or silent (all zero or constant)" if (y.size == 0 or np.ptp(y) == 0) \
+            else "has no detected onsets"
+        warnings.warn(f"onset_metrics: the generated audio {what}; its Onset AP is 0.0",
+                      UserWarning, stacklevel=2)
     return dict(
-        acc=hits / gt.size if gt.size else 0.0,
-        ap=average_precision(labels, scores) if gt.size else 0.0,
+        acc=acc,
+        ap=average_precision(labels, scores) if gt.size and gen.size else 0.0,
+        precision=precision,
+        f1=2 * acc * precision / (acc + precision) if acc + precision > 0 else 0.0,
         count_acc=float(raw.size == gt.size),
         hits=hits,
         num_reference=int(gt.size),
