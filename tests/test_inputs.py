@@ -13,11 +13,37 @@ def _numbered_video(frames=90, h=240, w=320):
     return np.broadcast_to(np.arange(frames, dtype=np.uint8)[:, None, None, None], (frames, h, w, 3)).copy()
 
 
-def test_video_is_resampled_to_the_model_rate_by_nearest_frame():
+def test_video_is_resampled_to_the_model_rate_by_an_exposure_weighted_box_filter():
     video, seconds = prepare_video(_numbered_video(90), fps=30, target_fps=6, height=16, width=16)
     assert video.shape == (1, 3, 18, 16, 16) and seconds == 3.0
-    picked = ((video[0, 0, :, 8, 8] + 1) / 2 * 255).round().long().tolist()
-    assert picked == [int((k + 0.5) * 5) for k in range(18)]  # the frame covering each output frame's centre
+    got = ((video[0, 0, :, 8, 8] + 1) / 2 * 255).double()
+    assert torch.allclose(got, torch.arange(18).double() * 5 + 2.0, atol=1e-3)  # mean of input frames 5k .. 5k+4
+    # 25 -> 12 fps: output frame k covers [k/12, (k+1)/12); input frame j covers [j/25, (j+1)/25).
+    video, _ = prepare_video(_numbered_video(50, 8, 8), fps=25, target_fps=12, height=8, width=8)
+    got = ((video[0, 0, :, 4, 4] + 1) / 2 * 255).double()
+    for k in (0, 5, 23):
+        lo, hi = k / 12, (k + 1) / 12
+        w = np.array([max(0.0, min(hi, (j + 1) / 25) - max(lo, j / 25)) for j in range(50)])
+        assert abs(got[k].item() - (w * np.arange(50)).sum() / w.sum()) < 1e-3
+
+
+@pytest.mark.parametrize("fps", [8, 12, 15, 24, 25, 30, 24000 / 1001, 30000 / 1001])
+def test_no_input_frame_is_lost_at_any_rate(fps):
+    # Every input frame gets weight in some model frame: a one-frame event (the worst case) always shows.
+    from av_link.utils.video_ops import exposure_weights
+
+    n = int(round(4 * fps))
+    index, weight = exposure_weights(n, fps, 12.0)
+    assert torch.allclose(weight.sum(1), torch.ones(len(weight)))
+    seen = torch.zeros(n)
+    seen.index_add_(0, index.flatten(), weight.flatten())
+    assert (seen[:-1] > 0).all()  # the last frame may fall past the last whole model frame
+    for j in range(0, n - 1, max(1, n // 7)):
+        video = np.zeros((n, 4, 4, 3), np.uint8)
+        video[j] = 255
+        out, _ = prepare_video(video, fps=fps, target_fps=12, height=4, width=4)
+        k = int(((j + 0.5) / fps) * 12)  # the model frame covering the flash's centre
+        assert (out[0, 0, min(k, out.shape[2] - 1)] > -1 + 0.3).all()  # >= half its share 12/fps
 
 
 def test_video_is_resized_to_cover_and_centre_cropped():

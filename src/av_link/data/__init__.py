@@ -1,4 +1,4 @@
-"""Datasets: SynthHits (synthetic impacts) and AVClipDataset (folders of real clips for training)."""
+"""Datasets: SynthHits v1 and v2 (synthetic impacts) and AVClipDataset (folders of real clips for training)."""
 
 from .dataset import (
     AVClipDataset,
@@ -9,6 +9,7 @@ from .dataset import (
     resample_video_frames,
 )
 from .synthetic import SYNTHHITS_KINDS, SynthHitsConfig, generate_clip, make_synthetic_dataset, surface_rows
+from .synthetic_v2 import SYNTHHITS_V2_FPS, SynthHitsV2Config, generate_clip_v2, make_synthhits_v2_dataset
 
 __all__ = [
     "AVClipDataset",
@@ -22,4 +23,8 @@ __all__ = [
     "generate_clip",
     "make_synthetic_dataset",
     "surface_rows",
+    "SYNTHHITS_V2_FPS",
+    "SynthHitsV2Config",
+    "generate_clip_v2",
+    "make_synthhits_v2_dataset",
 ]

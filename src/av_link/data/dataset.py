@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from ..utils.media_io import MediaError, read_audio, read_video, resample_audio
-from ..utils.video_ops import frame_indices, resize_cover_crop
+from ..utils.video_ops import resample_video
 
 __all__ = [
     "AVClipDataset",
@@ -179,25 +179,17 @@ class AVClipDatasetConfig:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def resample_video_frames(
-    frames: np.ndarray, fps: float, target_fps: float, height: int, width: int, chunk: int = 32
-) -> np.ndarray:
+def resample_video_frames(frames: np.ndarray, fps: float, target_fps: float, height: int, width: int) -> np.ndarray:
     """uint8 ``(F, H, W, 3)`` at ``fps`` -> uint8 at ``target_fps`` and ``(height, width)``, with the pipelines'
-    conversion (:mod:`av_link.utils.video_ops`), picking frames in uint8 and resizing in chunks so memory
-    stays at a few float frames even for long high-resolution inputs."""
+    conversion (:func:`av_link.utils.video_ops.resample_video`)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (F, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
     if 0 in frames.shape:
         raise MediaError("video has no frames (zero-length clip)")
-    picked = frames[frame_indices(frames.shape[0], float(fps), target_fps).numpy()]
-    if picked.shape[1:3] == (height, width):
-        return np.ascontiguousarray(picked)
-    out = np.empty((len(picked), height, width, 3), dtype=np.uint8)
-    for start in range(0, len(picked), chunk):
-        x = torch.from_numpy(np.ascontiguousarray(picked[start:start + chunk])).permute(0, 3, 1, 2).float() / 255
-        out[start:start + chunk] = (resize_cover_crop(x, height, width) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return out
+    out = resample_video(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), float(fps), target_fps,
+                         height, width)
+    return (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 # ---------------------------------------------------------------------------------------------------------------

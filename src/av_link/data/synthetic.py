@@ -253,9 +253,9 @@ def _impact_sound(kind: str, t: np.ndarray, sr: int, rng: np.random.Generator) -
     return sound / max(np.abs(sound).max(), 1e-9)
 
 
-def _render_audio(cfg: SynthHitsConfig, kind: str, events: np.ndarray,
+def _render_audio(sr: int, N: int, noise_level: float, kind: str, events: np.ndarray,
                   rng: np.random.Generator) -> np.ndarray:
-    sr, N = cfg.sample_rate, cfg.num_samples
+    """Impacts of ``kind`` starting exactly at ``events`` (seconds) in ``N`` samples at ``sr`` Hz."""
     audio = np.zeros(N, np.float64)
     for te in events:
         start = int(math.ceil(te * sr - 1e-9))  # first sample at or after the impact
@@ -264,8 +264,8 @@ def _render_audio(cfg: SynthHitsConfig, kind: str, events: np.ndarray,
             continue
         t = np.arange(start, stop) / sr - te  # exact sub-sample time since the impact
         audio[start:stop] += rng.uniform(0.5, 0.9) * _impact_sound(kind, t, sr, rng)
-    if cfg.noise_level > 0:
-        audio += cfg.noise_level * rng.standard_normal(N)
+    if noise_level > 0:
+        audio += noise_level * rng.standard_normal(N)
     peak = np.abs(audio).max() if N else 0.0
     if peak > 0.95:  # overlapping rings can add up; keep clear of clipping
         audio *= 0.95 / peak
@@ -312,7 +312,7 @@ def generate_clip(config: Optional[SynthHitsConfig] = None,
     # randomness (and the event times) untouched.
     video_rng, audio_rng = (np.random.default_rng(int(s)) for s in gen.integers(2**63, size=2))
     frames = _render_frames(cfg, kind, events, video_rng)
-    audio = _render_audio(cfg, kind, events, audio_rng)
+    audio = _render_audio(cfg.sample_rate, cfg.num_samples, cfg.noise_level, kind, events, audio_rng)
     return dict(
         frames=frames,
         audio=audio,

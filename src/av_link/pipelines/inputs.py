@@ -8,7 +8,7 @@ import PIL.Image
 import torch
 
 from ..utils.media_io import MediaError, as_waveform, read_audio, read_video, resample_audio
-from ..utils.video_ops import frame_indices, resize_cover_crop
+from ..utils.video_ops import resample_video
 
 
 def _video_batch(video) -> tuple[torch.Tensor, float | None]:
@@ -44,13 +44,10 @@ def _video_batch(video) -> tuple[torch.Tensor, float | None]:
     return tensor, None
 
 
-def to_unit_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
-
-
 def prepare_video(video, fps: float | None, target_fps: float, height: int, width: int) -> tuple[torch.Tensor, float]:
-    """Resample in time (nearest frame) to `target_fps`, resize to cover and centre-crop to (height, width).
-    Returns the video and its duration in seconds.
+    """Convert to `target_fps` with the exposure-weighted box filter of :mod:`av_link.utils.video_ops` (every
+    input instant lands in one model frame, whatever the input's rate), resize to cover and centre-crop to
+    (height, width). Returns the video in [-1, 1] and its duration in seconds.
 
     `fps` is the input's frame rate; it defaults to the file's own rate, else to `target_fps`.
     """
@@ -61,10 +58,8 @@ def prepare_video(video, fps: float | None, target_fps: float, height: int, widt
     num_frames = tensor.shape[2]
     if num_frames == 0 or 0 in tensor.shape[3:]:
         raise MediaError("video has no frames (zero-length clip)")
-    tensor = tensor[:, :, frame_indices(num_frames, fps, target_fps)]  # pick frames before any float work
-    b, c, f, h, w = tensor.shape
-    frames = to_unit_float(tensor.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
-    tensor = resize_cover_crop(frames, height, width).reshape(b, f, c, height, width).permute(0, 2, 1, 3, 4)
+    tensor = torch.stack([resample_video(item.transpose(0, 1), fps, target_fps, height, width).transpose(0, 1)
+                          for item in tensor])
     return tensor * 2 - 1, num_frames / fps
 
 

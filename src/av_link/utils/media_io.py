@@ -173,7 +173,16 @@ def read_video(path: PathLike) -> Tuple[np.ndarray, float]:
     video = np.stack(frames).astype(np.uint8, copy=False)
     if video.ndim == 3:  # grayscale decoders
         video = np.repeat(video[..., None], 3, axis=-1)
-    return video[..., :3], fps
+    return video[..., :3], snap_ntsc_rate(fps)
+
+
+def snap_ntsc_rate(fps: float) -> float:
+    """ffmpeg reports 24000/1001 fps as "23.98" and 30000/1001 as "29.97"; over a 10 s clip the rounded rate
+    puts late frames up to 2 ms off. Rates that close to an NTSC n * 1000/1001 are taken as exactly that."""
+    n = round(fps * 1.001)
+    if n >= 1 and abs(fps - n) > 0.01 and abs(fps - n / 1.001) < 0.006:
+        return n / 1.001
+    return fps
 
 
 def _pcm_to_float32(data: np.ndarray) -> np.ndarray:
@@ -348,7 +357,10 @@ def _as_frames(frames) -> np.ndarray:
         video = np.round(np.clip(video, 0.0, 1.0) * 255.0).astype(np.uint8)
     if video.shape[-1] == 1:
         video = np.repeat(video, 3, axis=-1)
-    video = video[..., :3]
+    return np.ascontiguousarray(video[..., :3])
+
+
+def _pad_to_even(video: np.ndarray) -> np.ndarray:
     # yuv420p subsamples chroma 2x2, so libx264 needs even sizes; replicate the last row/column rather than
     # rescale, so the original pixels survive unchanged in the top-left corner.
     pad_h, pad_w = video.shape[1] % 2, video.shape[2] % 2
@@ -364,6 +376,7 @@ def write_video(
     audio=None,
     sample_rate: Optional[int] = None,
     crf: int = 18,
+    lossless: bool = False,
 ) -> None:
     """Encode frames to H.264 (yuv420p) and optionally mux audio as AAC.
 
@@ -373,8 +386,12 @@ def write_video(
         fps: frame rate (any positive float; stored as an exact-enough rational).
         audio: optional `(samples,)` or `(channels, samples)` float waveform; needs `sample_rate`.
         crf: libx264 quality (lower is better; 18 is visually lossless for most content).
+        lossless: full-resolution colour (yuv444p) at crf 0, for data whose pixels are ground truth
+            (SynthHits); any size.
     """
     video = _as_frames(frames)
+    if not lossless:
+        video = _pad_to_even(video)
     fps = float(fps)
     if not np.isfinite(fps) or fps <= 0:
         raise MediaError(f"fps must be a positive number, got {fps}")
@@ -396,7 +413,8 @@ def write_video(
 
             wavfile.write(wav_path, int(sample_rate), np.ascontiguousarray(wav.T if wav.shape[0] > 1 else wav[0]))
             cmd += ["-i", wav_path, "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-preset", "medium"]
+        pix_fmt, crf = ("yuv444p", 0) if lossless else ("yuv420p", int(crf))
+        cmd += ["-c:v", "libx264", "-pix_fmt", pix_fmt, "-crf", str(crf), "-preset", "medium"]
         if tmp.lower().endswith((".mp4", ".m4v", ".mov")):
             cmd += ["-movflags", "+faststart"]
         cmd.append(tmp)

@@ -1,19 +1,43 @@
-"""Frame-rate and resolution conversion shared by the pipelines' input handling and the training dataset."""
+"""Frame-rate and resolution conversion shared by the pipelines' input handling and the training dataset.
 
+Time: an exposure-weighted box filter. Frame ``j`` of a video at ``fps`` is taken to cover the interval
+``[j, j + 1) / fps``, and a model frame ``k`` at ``target_fps`` (covering ``[k, k + 1) / target_fps``) is the
+average of the input frames weighted by how much of its interval each covers. Every instant of the input
+lands in exactly one model frame, so no event is lost whatever the two rates: nearest-frame picking at a
+lower rate drops the frames in between, and with them a short event (v1's one-frame flash). Going down,
+the filter is the motion blur of a camera whose shutter stays open for the whole model frame; the pictures
+then look alike from any source rate (a sharp 8 fps source differs from a blurred 30 fps one by a blur of
+at most one source frame). Going up, each model frame blends the at most two input frames it overlaps.
+"""
+
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 
-def frame_indices(num_frames: int, fps: float, target_fps: float) -> torch.Tensor:
-    """Nearest-frame resampling in time: output frame k shows the input frame covering (k + 0.5) / target_fps.
-
-    The output has round(duration * target_fps) frames, so it covers the same seconds as the input.
-    """
+def model_frame_count(num_frames: int, fps: float, target_fps: float) -> int:
+    """round(duration * target_fps): the model frames that cover the same seconds as the input."""
     duration = num_frames / fps
     out_frames = round(duration * target_fps)
     if out_frames < 1:
         raise ValueError(f"video is {duration:.3f} s long, shorter than one model frame (1/{target_fps:g} s)")
-    return ((torch.arange(out_frames) + 0.5) * fps / target_fps).floor().long().clamp_(max=num_frames - 1)
+    return out_frames
+
+
+def exposure_weights(num_frames: int, fps: float, target_fps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Banded weights of the box filter: ``(index, weight)``, both ``(out_frames, K)``; output frame ``k`` is
+    ``sum_i weight[k, i] * input[index[k, i]]`` with rows summing to 1 (padding has weight 0)."""
+    out_frames = model_frame_count(num_frames, fps, target_fps)
+    k = np.arange(out_frames, dtype=np.float64)[:, None]
+    start, end = k / target_fps, (k + 1) / target_fps
+    width = int(math.ceil(fps / target_fps)) + 1  # input frames one output interval can touch
+    j = np.floor(start * fps).astype(np.int64) + np.arange(width)[None, :]
+    overlap = np.clip(np.minimum(end, (j + 1) / fps) - np.maximum(start, j / fps), 0.0, None)
+    overlap[(j < 0) | (j >= num_frames)] = 0.0
+    weight = overlap / overlap.sum(axis=1, keepdims=True)  # > 0: the last output starts before the input ends
+    return torch.from_numpy(np.clip(j, 0, num_frames - 1)), torch.from_numpy(weight).float()
 
 
 def resize_cover_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -27,3 +51,19 @@ def resize_cover_crop(frames: torch.Tensor, height: int, width: int) -> torch.Te
     frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
     return frames[:, :, top:top + height, left:left + width].clamp(0, 1)
+
+
+def resample_video(frames: torch.Tensor, fps: float, target_fps: float, height: int, width: int,
+                   chunk: int = 32) -> torch.Tensor:
+    """Frames ``(F, C, H, W)`` (uint8, or float in [0, 1]) at ``fps`` -> float ``(F', C, height, width)`` in
+    [0, 1] at ``target_fps``. Frames are resized first, ``chunk`` at a time (both steps are linear, so the
+    order does not change the result, and full-resolution floats are never held for the whole clip), then
+    box-filtered in time (see the module docstring)."""
+    index, weight = exposure_weights(frames.shape[0], float(fps), float(target_fps))
+    small = torch.cat([resize_cover_crop(to_unit_float(frames[i:i + chunk]), height, width)
+                       for i in range(0, frames.shape[0], chunk)])
+    return torch.einsum("ok,okchw->ochw", weight, small[index]).clamp_(0, 1)
+
+
+def to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
