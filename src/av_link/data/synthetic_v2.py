@@ -52,6 +52,9 @@ __all__ = ["SYNTHHITS_V2_FPS", "SYNTHHITS_V2_SPLITS", "SynthHitsV2Config", "gene
 
 SYNTHHITS_V2_FPS: Tuple[float, ...] = (8.0, 12.0, 15.0, 24.0, 25.0, 30.0, 24000 / 1001, 30000 / 1001)
 
+# How far below its centre each shape reaches, in (radius + half a pixel of anti-aliased edge): the diamond's
+# corners reach further (see _coverage).
+_REACH = {"diamond": 1.3}
 # The distractor stays above this share of the frame height: at least a quarter of the frame clear of the
 # surface, so it can never be read as a contact.
 _DISTRACTOR_FLOOR = 0.55
@@ -182,8 +185,11 @@ def _render_frames(cfg: SynthHitsV2Config, kind: str, events: np.ndarray, durati
     num_frames = int(round(duration * fps))
     top, _ = surface_rows(H)
     radius = rng.uniform(0.09, 0.12) * min(H, W)
+    # Centre to the lowest point the anti-aliased shape touches (pixel centres sit 0.5 px inside a row): at a
+    # contact it rests on the surface's top edge without covering any surface pixel.
+    reach = _REACH.get(spec["shape"], 1.0) * (radius + 0.5) - 0.5
     obj_rgb, surf_rgb = _jitter(spec["object_rgb"], rng), _jitter(spec["surface_rgb"], rng)
-    height = _bounce_height(events, duration, max(top - 2.0 * radius - 1.0, 1.0), rng)
+    height = _bounce_height(events, duration, max(top - 2.0 * reach - 1.0, 1.0), rng)
     x0, vx = rng.uniform(radius + 1.0, W - radius - 1.0), rng.uniform(-0.15, 0.15) * W  # px, px/s
 
     if distractor:
@@ -203,7 +209,7 @@ def _render_frames(cfg: SynthHitsV2Config, kind: str, events: np.ndarray, durati
     frames = np.zeros((num_frames, H, W, 3))
     base = np.broadcast_to(_BACKGROUND_RGB, (H, W, 3)).copy()
     base[top:] = surf_rgb
-    cy = top - radius - height(t)  # object centre row (sub-pixel)
+    cy = top - reach - height(t)  # object centre row (sub-pixel); never below the surface's top edge
     cx = _reflect(x0 + vx * t, radius + 0.5, W - radius - 0.5)
     for s in range(steps):
         img = np.broadcast_to(base, (num_frames, H, W, 3)).copy()
