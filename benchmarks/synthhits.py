@@ -1,17 +1,21 @@
-"""SynthHits benchmark: V2A Onset Acc/AP and A2V event-time accuracy against text-only baselines and the
-ground truth, on a held-out synthetic split.
+"""SynthHits v2 benchmark: V2A onsets (acc, precision, F1, AP), kind accuracy with empty prompts and A2V contact
+times (acc, precision, F1) against the text-only baselines, the ground truth and the periodic-click / silence /
+periodic-flash shortcuts, on the in-distribution (id) and out-of-distribution (ood) held-out splits.
 
-    python benchmarks/synthhits.py                       # the shipped tiny models, 40 held-out clips
-    python benchmarks/synthhits.py --model synthhits_run --clips 40 --steps 32
+    python benchmarks/synthhits.py                                   # the shipped models, 40 + 40 clips
+    python benchmarks/synthhits.py --model runs/v2 --splits id       # a trained run folder (v2a/ and a2v/)
+    python benchmarks/synthhits.py --version 1                       # v1's flash-marked clips (old results)
 
-Writes benchmarks/results/synthhits.{json,md,png}. The held-out split uses dataset seed 10000000 + seed,
-far from the training split's seed 1.
+Writes benchmarks/results/synthhits_<split>.{json,md,png}. The held-out splits use their own dataset seeds
+(id 10000000, ood 20000000; training uses 1), and each split cycles through every source frame rate.
 """
 
 import argparse
 import os
+import time
 
 from av_link.data.synthetic import make_synthetic_dataset
+from av_link.data.synthetic_v2 import make_synthhits_v2_dataset
 from av_link.evaluation import run_synthhits, shipped_models_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,7 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=shipped_models_dir())
-    parser.add_argument("--data", default=os.path.join(HERE, "results", "synthhits_heldout"))
+    parser.add_argument("--data_root", default=os.path.join(HERE, "results", "synthhits_data"))
+    parser.add_argument("--splits", nargs="+", default=["id", "ood"], choices=["id", "ood"])
+    parser.add_argument("--version", type=int, default=2, choices=[1, 2])
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--steps", type=int, default=None)
@@ -28,10 +34,19 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vocoder", default="auto", choices=["auto", "hifigan", "pipeline"])
     args = parser.parse_args()
-    if not os.path.isfile(os.path.join(args.data, "metadata.jsonl")):
-        make_synthetic_dataset(args.data, args.clips, seed=10_000_000 + args.seed)
-    result = run_synthhits(args.model, args.data, args.out, args.steps, args.guidance, args.seed, limit=args.clips, vocoder=args.vocoder)
-    print(f"vocoder: {result['vocoder']}\n{result['table']}")
+    splits = ["v1"] if args.version == 1 else args.splits
+    for split in splits:
+        data = os.path.join(args.data_root, split)
+        if not os.path.isfile(os.path.join(data, "metadata.jsonl")):
+            if split == "v1":
+                make_synthetic_dataset(data, args.clips, seed=10_000_000 + args.seed)
+            else:
+                make_synthhits_v2_dataset(data, args.clips, split=split)
+        started = time.perf_counter()
+        result = run_synthhits(args.model, data, args.out, args.steps, args.guidance, args.seed, limit=args.clips,
+                               vocoder=args.vocoder, name=f"synthhits_{split}")
+        print(f"== {split} ({args.clips} clips, vocoder {result['vocoder']}, {time.perf_counter() - started:.0f} s)\n"
+              f"{result['table']}\n")
 
 
 if __name__ == "__main__":

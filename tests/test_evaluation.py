@@ -7,6 +7,7 @@ import pytest
 from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
 from av_link.cli import main
 from av_link.data.synthetic import make_synthetic_dataset
+from av_link.data.synthetic_v2 import SynthHitsV2Config, make_synthhits_v2_dataset
 from av_link.evaluation import format_table, load_clips, load_pipelines, run_synthhits
 from av_link.utils.media_io import read_audio, read_video
 from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
@@ -23,21 +24,37 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def heldout(tmp_path_factory):
-    return make_synthetic_dataset(tmp_path_factory.mktemp("heldout"), num_clips=2, seed=99, progress=False)
+    config = SynthHitsV2Config(fps_choices=(25.0, 8.0), duration_range=(2.0, 3.0))
+    return make_synthhits_v2_dataset(tmp_path_factory.mktemp("heldout"), 2, config=config, seed=99, progress=False)
 
 
 def test_benchmark_scores_every_method(models, heldout, tmp_path):
     result = run_synthhits(str(models), str(heldout), str(tmp_path), progress=False, vocoder="pipeline")
     summary = result["summary"]
-    assert set(summary) == {"V2A", "text-only audio", "A2V", "text-only video", "ground-truth audio", "ground-truth video"}
-    # The ground truth is what the metrics were built to recognise.
-    assert summary["ground-truth audio"]["onset_acc"] == 1.0 and summary["ground-truth video"]["event_acc"] == 1.0
-    for method in ("V2A", "text-only audio"):
-        assert 0.0 <= summary[method]["onset_acc"] <= 1.0 and 0.0 <= summary[method]["onset_ap"] <= 1.0
+    assert set(summary) == {"V2A", "V2A (empty prompts)", "text-only audio", "A2V", "text-only video", "ground-truth audio",
+                            "ground-truth video", "periodic clicks", "silence", "periodic flashes"}
+    # The ground truth is what the metrics were built to recognise; the shortcuts are what they must reject.
+    gt_audio, gt_video = summary["ground-truth audio"], summary["ground-truth video"]
+    assert gt_audio["onset_acc"] == gt_audio["onset_precision"] == gt_audio["kind_acc"] == 1.0
+    assert gt_video["contact_acc"] == gt_video["contact_precision"] == 1.0
+    assert summary["periodic clicks"]["onset_acc"] == 1.0 and summary["periodic clicks"]["onset_f1"] < 0.4
+    assert summary["silence"]["onset_ap"] == summary["silence"]["onset_f1"] == 0.0
+    assert summary["periodic flashes"]["contact_f1"] < 0.6
+    for method in ("V2A", "text-only audio", "V2A (empty prompts)"):
+        assert 0.0 <= summary[method]["onset_acc"] <= 1.0 and 0.0 <= summary[method]["onset_f1"] <= 1.0
+    assert 0.0 <= summary["V2A (empty prompts)"]["kind_acc"] <= 1.0
+    assert set(result["by_fps"]) == {25.0, 8.0} and result["by_fps"][8.0]["V2A"]["clips"] == 1
     report = json.loads((tmp_path / "synthhits.json").read_text())
     assert report["clips"] == 2 and len(report["per_clip"]) == 2 and report["summary"] == summary
     assert (tmp_path / "synthhits.png").stat().st_size > 1000
-    assert "| V2A |" in (tmp_path / "synthhits.md").read_text() and format_table(summary).count("\n") == 7
+    table = (tmp_path / "synthhits.md").read_text()
+    assert "| V2A |" in table and "| 25 fps (1 clips) |" in table and format_table(summary).count("\n") == 11
+
+
+def test_v1_folders_are_scored_with_the_flash_detector(models, tmp_path):
+    v1 = make_synthetic_dataset(tmp_path / "v1", num_clips=1, seed=99, progress=False)
+    summary = run_synthhits(str(models), str(v1), str(tmp_path), progress=False, vocoder="pipeline")["summary"]
+    assert summary["ground-truth video"]["event_acc"] == 1.0 and "contact_acc" not in summary["ground-truth video"]
 
 
 def test_load_pipelines_accepts_one_direction(models):
@@ -64,11 +81,11 @@ def test_demo_command(models, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--model", str(models), "--out", str(out), "--vocoder", "pipeline"]) == 0
     printed = capsys.readouterr().out
-    assert "V2A: onset acc" in printed and "A2V: event-time acc" in printed and "vocoder: GriffinLimVocoder" in printed
+    assert "V2A: onset acc" in printed and "A2V: contact-time acc" in printed and "vocoder: GriffinLimVocoder" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     frames, fps = read_video(str(out / "v2a.mp4"))
     audio, rate = read_audio(str(out / "v2a.mp4"))
-    assert fps == 8 and len(frames) == 16 and abs(audio.shape[1] / rate - 2.0) < 0.05
+    assert fps == 25 and abs(audio.shape[1] / rate - len(frames) / 25) < 0.05 and len(frames) > 25
     a2v_frames, _ = read_video(str(out / "a2v.mp4"))
     assert a2v_frames.shape[1:3] == (16 * 8, 16 * 8)  # model frames, upscaled for viewing
     assert (out / "alignment.png").stat().st_size > 1000 and 0.0 <= metrics["v2a"]["onset_acc"] <= 1.0

@@ -644,7 +644,8 @@ def run_make_synthetic(args) -> int:
 def _add_evaluate_arguments(parser):
     parser.add_argument("--model", default=None, help="V2A/A2V pipeline folder, or a folder with v2a/ and a2v/ (default: the shipped SynthHits models)")
     parser.add_argument("--data", required=True, help="held-out SynthHits folder (see make-synthetic); created with --make N if missing")
-    parser.add_argument("--make", type=int, default=0, metavar="N", help="write N held-out clips to --data first")
+    parser.add_argument("--make", type=int, default=0, metavar="N", help="write N held-out SynthHits v2 clips to --data first")
+    parser.add_argument("--split", choices=["id", "ood"], default="id", help="which held-out split --make writes")
     parser.add_argument("--out", default="synthhits_eval", help="folder for synthhits.json, .md and .png")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=None)
@@ -657,12 +658,12 @@ def _add_evaluate_arguments(parser):
 @subcommand("evaluate", help="score V2A/A2V on SynthHits against text-only baselines and the ground truth",
             arguments=_add_evaluate_arguments)
 def run_evaluate(args) -> int:
-    from .data.synthetic import make_synthetic_dataset
+    from .data.synthetic_v2 import make_synthhits_v2_dataset
     from .evaluation import run_synthhits, shipped_models_dir
 
     started = time.perf_counter()
     if args.make:
-        make_synthetic_dataset(args.data, args.make, seed=args.seed + 10_000_000, progress=not args.quiet)
+        make_synthhits_v2_dataset(args.data, args.make, split=args.split, progress=not args.quiet)
     if not os.path.isdir(args.data):
         raise CLIError(f"--data {args.data} does not exist (add --make N to create a held-out split)")
     with _quiet_libraries():

@@ -1,26 +1,40 @@
-"""The SynthHits benchmark: do generated events land when the conditioning modality's events happen?
+"""The SynthHits benchmark: do generated events land when the conditioning modality's events happen, and only then?
 
-For every held-out clip (known impact times), V2A generates audio for the video and A2V video for the
-audio; in the same run the generated modality's backbone alone, prompted with the caption (the
-text-only baseline), and the ground truth itself are scored with the same metrics:
+For every held-out clip (known impact times), V2A generates audio for the video and A2V video for the audio.
+In the same run, with the same metrics, it scores:
 
-- audio: Onset Acc / Onset AP (Du et al. 2023 protocol, `av_link.metrics.onset`) against the true
-  impact times, and AV-Align between the conditioning video and the audio;
-- video: event-time accuracy (`av_link.metrics.event_time`): detected visual impacts within one
-  frame of the true times.
+- the text-only baselines: the generated modality's backbone alone, prompted with the caption;
+- the ground truth itself (what the metrics can measure at best);
+- shortcuts that a recall-only metric would reward: clicks every 0.15 s and silence (audio), the whole frame
+  flashing every 3 model frames (video).
+
+Audio: Onset Acc (recall), precision, F1 and AP (Du et al. 2023 protocol, :mod:`av_link.metrics.onset`)
+against the true impact times. Video: contact-time accuracy, precision and F1
+(:mod:`av_link.metrics.contact`): contacts are read from the motion, the object reaching the surface.
+Kind: V2A is run a second time with empty prompts, so the sound's kind can come from the picture alone, and
+the generated sound is classified by :class:`~av_link.metrics.kind.SoundKindClassifier`, fitted on
+ground-truth clips the models never saw (a seed of their own). v1 folders (flash-marked clips) are scored
+with v1's flash detector (:func:`~av_link.metrics.event_time_accuracy`), so old results reproduce.
 """
 
+import functools
 import json
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .metrics import av_align, event_time_accuracy, onset_metrics
+from .metrics import contact_time_metrics, event_time_accuracy, onset_metrics
+from .metrics.kind import SoundKindClassifier
 from .pipelines import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from .utils.media_io import read_audio, read_video, to_mono
+
+KIND_CLASSIFIER_SEED = 30_000_000  # ground-truth clips for the kind classifier: no split uses this seed
+CLICK_PERIOD = 0.15  # seconds: the periodic-click shortcut
+FLASH_PERIOD = 3  # model frames: the periodic-flash shortcut
 
 
 @dataclass
@@ -31,6 +45,10 @@ class Clip:
     audio_caption: str
     video_caption: str
     event_times: list
+    kind: str | None = None
+    fps: float | None = None
+    version: int = 1
+    extra: dict = field(default_factory=dict)
 
 
 def load_clips(data_dir: str, limit: int | None = None) -> list[Clip]:
@@ -45,7 +63,9 @@ def load_clips(data_dir: str, limit: int | None = None) -> list[Clip]:
                 stem = os.path.splitext(row["file_name"])[0]
                 clips.append(Clip(stem, os.path.join(data_dir, row["file_name"]),
                                   os.path.join(data_dir, row.get("audio_file", stem + ".wav")),
-                                  row["audio_caption"], row["video_caption"], list(row["event_times"])))
+                                  row["audio_caption"], row["video_caption"], list(row["event_times"]),
+                                  row.get("kind"), row.get("fps"), int(row.get("version", 1)),
+                                  {k: row[k] for k in ("shutter", "distractor", "duration") if k in row}))
     if not clips:
         raise ValueError(f"{path} lists no clips")
     return clips[:limit]
@@ -63,13 +83,38 @@ def text_only(pipe):
                                      width=pipe.config.width, **shared)
 
 
-def _audio_scores(waveform, sample_rate, clip: Clip, frames, fps) -> dict:
+@functools.lru_cache(maxsize=2)
+def fit_kind_classifier(num_per_kind: int = 24, seed: int = KIND_CLASSIFIER_SEED) -> SoundKindClassifier:
+    """The kind classifier, fitted on ground-truth SynthHits v2 sounds of clips no split contains (deterministic,
+    so it is fitted once per process)."""
+    from .data.synthetic import SYNTHHITS_KINDS
+    from .data.synthetic_v2 import SynthHitsV2Config, generate_clip_v2
+
+    config = SynthHitsV2Config(width=8, height=8, fps_choices=(8.0,), duration_range=(1.0, 1.5), distractor_probability=0.0)
+    waves, kinds = [], []
+    for i in range(num_per_kind):
+        for kind in SYNTHHITS_KINDS:
+            clip = generate_clip_v2(config, seed + len(waves), kind=kind)
+            waves.append(clip["audio"])
+            kinds.append(kind)
+    return SoundKindClassifier().fit(waves, [config.sample_rate] * len(waves), kinds)
+
+
+def _audio_scores(waveform, sample_rate, clip: Clip, classifier=None) -> dict:
     onsets = onset_metrics(waveform, sample_rate, reference_times=clip.event_times)
-    return {"onset_acc": onsets["acc"], "onset_ap": onsets["ap"], "onset_count_acc": onsets["count_acc"],
-            "av_align": av_align(frames, fps, waveform, sample_rate)["score"], "onsets": onsets["generated_onsets"].tolist()}
+    scores = {"onset_acc": onsets["acc"], "onset_precision": onsets["precision"], "onset_f1": onsets["f1"],
+              "onset_ap": onsets["ap"], "onsets": onsets["generated_onsets"].tolist()}
+    if classifier is not None and clip.kind is not None:
+        predicted = classifier.predict(waveform, sample_rate)
+        scores.update(kind_acc=float(predicted == clip.kind), kind=predicted)
+    return scores
 
 
 def _video_scores(frames, fps, clip: Clip) -> dict:
+    if clip.version >= 2:
+        found = contact_time_metrics(frames, clip.event_times, fps)
+        return {"contact_acc": found["accuracy"], "contact_precision": found["precision"], "contact_f1": found["f1"],
+                "detected": found["detected_times"].tolist()}
     events = event_time_accuracy(frames, clip.event_times, fps)
     return {"event_acc": events["accuracy"], "event_precision": events["precision"], "detected": events["detected_times"].tolist()}
 
@@ -79,12 +124,33 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
 
 
+def periodic_clicks(seconds: float, sample_rate: int, period: float = CLICK_PERIOD) -> np.ndarray:
+    """The recall shortcut: a short decaying click every `period` seconds."""
+    wave = np.zeros(int(round(seconds * sample_rate)), np.float32)
+    click = (0.8 * np.exp(-np.arange(int(0.02 * sample_rate)) / (0.003 * sample_rate))).astype(np.float32)
+    click *= np.sign(np.sin(np.arange(click.size) * 2 * np.pi * 1500 / sample_rate) + 1e-9).astype(np.float32)
+    for start in (np.arange(0.05, seconds, period) * sample_rate).astype(int):
+        wave[start:start + click.size] += click[:max(0, wave.size - start)]
+    return wave
+
+
+def periodic_flashes(frames: np.ndarray, period: int = FLASH_PERIOD) -> np.ndarray:
+    """The A2V shortcut of v1: a still picture of the clip whose whole frame flashes every `period` frames."""
+    still = np.repeat(frames[:1], len(frames), axis=0).astype(np.float64)
+    still[::period] = still[::period] + 0.8 * (255 - still[::period])
+    return np.round(still).astype(np.uint8)
+
+
 def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips: list[Clip], num_inference_steps=None,
-             guidance_scale=None, seed: int = 0, progress: bool = True, keep_waveforms: int = 4) -> dict:
-    """Score every clip; returns {"per_clip": [...], "summary": {method: {metric: mean}}, "waveforms": {method:
-    [(waveform, sample_rate), ...] for the first `keep_waveforms` clips} (for `plot_clips`)}."""
+             guidance_scale=None, seed: int = 0, progress: bool = True, keep_waveforms: int = 4,
+             classifier: SoundKindClassifier | None = None) -> dict:
+    """Score every clip; returns {"per_clip": [...], "summary": {method: {metric: mean}}, "by_fps": {fps: {method:
+    {metric: mean}}}, "waveforms": {method: [(waveform, sample_rate), ...] for the first `keep_waveforms` clips}}."""
     if v2a is None and a2v is None:
         raise ValueError("give a V2A or an A2V pipeline (or both)")
+    kinds = v2a is not None and any(c.kind for c in clips)
+    if kinds and classifier is None:
+        classifier = fit_kind_classifier()
     runs = []
     if v2a is not None:
         runs += [("V2A", v2a), ("text-only audio", text_only(v2a))]
@@ -99,35 +165,47 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
         if i < keep_waveforms:
             waveforms.setdefault(method, []).append((np.asarray(wave, dtype=np.float32), rate))
 
+    def audio_row(method, wave, rate, **kw):
+        row[method] = _audio_scores(wave, rate, clip, **kw)
+        keep(method, wave, rate)
+
     for i, clip in enumerate(tqdm(clips, desc="SynthHits", disable=not progress)):
         frames, fps = read_video(clip.video)
         wave, sr = read_audio(clip.audio)
         wave = to_mono(wave)
         seconds = len(wave) / sr
-        row = {"clip": clip.name, "event_times": clip.event_times}
+        row = {"clip": clip.name, "event_times": clip.event_times, "fps": clip.fps or fps, "kind": clip.kind}
         for name, pipe in runs:
             generator = torch.Generator().manual_seed(seed + i)
             if name == "V2A":
                 out = pipe(video=clip.video, prompt=clip.audio_caption, conditioning_prompt=clip.video_caption, generator=generator, **sampling)
-                row[name] = _audio_scores(out.audios[0], out.sample_rate, clip, frames, fps)
-                keep(name, out.audios[0], out.sample_rate)
+                audio_row(name, out.audios[0], out.sample_rate)
+                if kinds:  # the kind from the picture alone
+                    out = pipe(video=clip.video, prompt="", conditioning_prompt="",
+                               generator=torch.Generator().manual_seed(seed + i), **sampling)
+                    audio_row("V2A (empty prompts)", out.audios[0], out.sample_rate, classifier=classifier)
             elif name == "text-only audio":
                 out = pipe(prompt=clip.audio_caption, audio_length_in_s=seconds, generator=generator, **sampling)
-                row[name] = _audio_scores(out.audios[0], out.sample_rate, clip, frames, fps)
-                keep(name, out.audios[0], out.sample_rate)
+                audio_row(name, out.audios[0], out.sample_rate)
             elif name == "A2V":
                 out = pipe(audio=clip.audio, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption, generator=generator, **sampling)
-                row[name] = _video_scores(to_uint8_frames(out.frames[0]), out.fps, clip)
+                generated = to_uint8_frames(out.frames[0])
+                row[name] = _video_scores(generated, out.fps, clip)
+                row["periodic flashes"] = _video_scores(periodic_flashes(generated), out.fps, clip)
             else:
                 out = pipe(prompt=clip.video_caption, duration_in_s=seconds, generator=generator, **sampling)
                 row[name] = _video_scores(to_uint8_frames(out.frames[0]), out.fps, clip)
         if v2a is not None:
-            row["ground-truth audio"] = _audio_scores(wave, sr, clip, frames, fps)
-            keep("ground-truth audio", wave, sr)
+            audio_row("ground-truth audio", wave, sr, classifier=classifier if kinds else None)
+            audio_row("periodic clicks", periodic_clicks(seconds, sr), sr)
+            with warnings.catch_warnings():  # the warning about silent output is meant for generated audio
+                warnings.simplefilter("ignore", UserWarning)
+                audio_row("silence", np.zeros_like(wave), sr)
         if a2v is not None:
             row["ground-truth video"] = _video_scores(frames, fps, clip)
         per_clip.append(row)
-    return {"per_clip": per_clip, "summary": summarize(per_clip), "waveforms": waveforms}
+    return {"per_clip": per_clip, "summary": summarize(per_clip), "by_fps": summarize_by_fps(per_clip),
+            "waveforms": waveforms}
 
 
 def summarize(per_clip: list[dict]) -> dict:
@@ -135,16 +213,36 @@ def summarize(per_clip: list[dict]) -> dict:
     for method in [k for k in per_clip[0] if isinstance(per_clip[0][k], dict)]:
         metrics = [k for k, v in per_clip[0][method].items() if isinstance(v, float)]
         summary[method] = {m: float(np.mean([row[method][m] for row in per_clip])) for m in metrics}
+        summary[method]["clips"] = len(per_clip)
     return summary
 
 
-def format_table(summary: dict) -> str:
-    columns = ["onset_acc", "onset_ap", "onset_count_acc", "av_align", "event_acc", "event_precision"]
+def summarize_by_fps(per_clip: list[dict]) -> dict:
+    """The summary of each source frame rate's clips, keyed by the rate rounded to 3 decimals."""
+    groups = {}
+    for row in per_clip:
+        groups.setdefault(round(float(row["fps"]), 3), []).append(row)
+    return {fps: summarize(rows) for fps, rows in sorted(groups.items())}
+
+
+AUDIO_COLUMNS = ["onset_acc", "onset_precision", "onset_f1", "onset_ap", "kind_acc"]
+VIDEO_COLUMNS = ["contact_acc", "contact_precision", "contact_f1", "event_acc", "event_precision"]
+
+
+def format_table(summary: dict, columns: list[str] | None = None, label: str = "method") -> str:
+    columns = columns or AUDIO_COLUMNS + VIDEO_COLUMNS
     columns = [c for c in columns if any(c in v for v in summary.values())]
-    lines = ["| method | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    lines = [f"| {label} | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
     for method, values in summary.items():
-        lines.append(f"| {method} | " + " | ".join(f"{values[c]:.3f}" if c in values else "" for c in columns) + " |")
+        if any(c in values for c in columns):
+            lines.append(f"| {method} | " + " | ".join(f"{values[c]:.3f}" if c in values else "" for c in columns) + " |")
     return "\n".join(lines)
+
+
+def format_fps_table(by_fps: dict, method: str, columns: list[str]) -> str:
+    """One row per source frame rate for `method`."""
+    rows = {f"{fps:g} fps ({values[method]['clips']} clips)": values[method] for fps, values in by_fps.items() if method in values}
+    return format_table(rows, columns, label=f"{method}: source rate")
 
 
 def plot_clips(per_clip: list[dict], waveforms: dict, path: str, max_clips: int = 4) -> str:
@@ -154,9 +252,9 @@ def plot_clips(per_clip: list[dict], waveforms: dict, path: str, max_clips: int 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = min(max_clips, len(per_clip), *(len(w) for w in waveforms.values()))
-    methods = [m for m in ("V2A", "text-only audio", "ground-truth audio") if m in waveforms]
-    fig, axes = plt.subplots(rows, len(methods), figsize=(4 * len(methods), 1.8 * rows), squeeze=False, sharex=True)
+    methods = [m for m in ("V2A", "V2A (empty prompts)", "text-only audio", "ground-truth audio") if m in waveforms]
+    rows = min(max_clips, len(per_clip), *(len(waveforms[m]) for m in methods))
+    fig, axes = plt.subplots(rows, len(methods), figsize=(4 * len(methods), 1.8 * rows), squeeze=False, sharex="row")
     for r in range(rows):
         for c, method in enumerate(methods):
             ax = axes[r][c]
@@ -170,7 +268,7 @@ def plot_clips(per_clip: list[dict], waveforms: dict, path: str, max_clips: int 
             if r == 0:
                 ax.set_title(method, fontsize=9)
             if c == 0:
-                ax.set_ylabel(per_clip[r]["clip"], fontsize=7)
+                ax.set_ylabel(f"{per_clip[r]['clip']}\n{per_clip[r]['fps']:g} fps", fontsize=7)
     axes[-1][0].set_xlabel("seconds (green: true impacts, red dashed: detected onsets)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -231,26 +329,37 @@ def load_pipelines(model_dir: str):
     return v2a, a2v
 
 
+def report_markdown(result: dict) -> str:
+    """The summary table, then V2A's per-source-rate table (v2 folders have several rates)."""
+    parts = [format_table(result["summary"])]
+    if len(result["by_fps"]) > 1 and any("V2A" in v for v in result["by_fps"].values()):
+        parts.append(format_fps_table(result["by_fps"], "V2A", ["onset_acc", "onset_precision", "onset_f1"]))
+    if len(result["by_fps"]) > 1 and any("A2V" in v for v in result["by_fps"].values()):
+        parts.append(format_fps_table(result["by_fps"], "ground-truth video", ["contact_acc", "contact_precision"]))
+    return "\n\n".join(parts)
+
+
 def run_synthhits(model_dir: str, data_dir: str, out_dir: str, num_inference_steps=None, guidance_scale=None, seed: int = 0,
-                  limit: int | None = None, vocoder: str = "auto", progress: bool = True) -> dict:
-    """Load, evaluate, and write `synthhits.json`, `synthhits.md` (the table) and `synthhits.png` into `out_dir`."""
+                  limit: int | None = None, vocoder: str = "auto", progress: bool = True, name: str = "synthhits") -> dict:
+    """Load, evaluate, and write `<name>.json`, `<name>.md` (the tables) and `<name>.png` into `out_dir`."""
     v2a, a2v = load_pipelines(model_dir)
     vocoder_name = set_vocoder(v2a, vocoder) if v2a is not None else None
     clips = load_clips(data_dir, limit)
     result = evaluate(v2a, a2v, clips, num_inference_steps, guidance_scale, seed, progress)
     os.makedirs(out_dir, exist_ok=True)
-    table = format_table(result["summary"])
+    table = report_markdown(result)
     report = {"model": model_dir, "data": data_dir, "clips": len(clips), "vocoder": vocoder_name, "seed": seed,
               "num_inference_steps": num_inference_steps or (v2a or a2v).config.num_inference_steps,
               "guidance_scale": guidance_scale or (v2a or a2v).config.guidance_scale,
-              "summary": result["summary"], "per_clip": result["per_clip"]}
-    with open(os.path.join(out_dir, "synthhits.json"), "w") as f:
+              "summary": result["summary"], "by_fps": {str(k): v for k, v in result["by_fps"].items()},
+              "per_clip": result["per_clip"]}
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump(report, f, indent=1)
-    with open(os.path.join(out_dir, "synthhits.md"), "w") as f:
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write(table + "\n")
     if result["waveforms"]:
         try:
-            plot_clips(result["per_clip"], result["waveforms"], os.path.join(out_dir, "synthhits.png"))
+            plot_clips(result["per_clip"], result["waveforms"], os.path.join(out_dir, f"{name}.png"))
         except ImportError:
             pass  # matplotlib is in the [eval] extra; the numbers do not need it
     result.update(table=table, vocoder=vocoder_name)
