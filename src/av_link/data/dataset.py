@@ -726,7 +726,9 @@ class AVClipDataset(torch.utils.data.Dataset):
 
     def _full_video(self, path: str) -> np.ndarray:
         cfg = self.config
-        cache_path = self._cache_path("video", path, dict(fps=float(cfg.fps), height=cfg.height, width=cfg.width))
+        # `time`: entries made by av-link 0.1's nearest-frame conversion must not be reused.
+        cache_path = self._cache_path("video", path, dict(fps=float(cfg.fps), height=cfg.height, width=cfg.width,
+                                                          time="exposure box filter"))
         frames = self._cache_load(cache_path, "frames")
         if frames is None:
             raw, fps = read_video(path)
