@@ -11,6 +11,8 @@ import librosa
 import numpy as np
 import pytest
 
+from test_metrics import clicks  # decaying noise bursts at given times
+
 from av_link.data.synthetic import SYNTHHITS_KINDS, SynthHitsConfig, generate_clip, surface_rows
 from av_link.metrics import (
     SILENCE,
@@ -25,18 +27,6 @@ from av_link.metrics import (
 
 SR = 16000
 BG = np.array([18.0, 18.0, 28.0])
-
-
-def impacts(times, duration, sr=SR, seed=0):
-    """Decaying noise bursts starting at `times`."""
-    rng = np.random.default_rng(seed)
-    y = np.zeros(int(duration * sr))
-    n = int(0.05 * sr)
-    for t in times:
-        i = int(round(t * sr))
-        m = min(n, y.size - i)
-        y[i:i + m] += rng.standard_normal(m) * np.exp(-np.arange(m) / (0.01 * sr))
-    return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- video helpers
@@ -98,7 +88,7 @@ EVENTS = [0.55, 1.4, 2.3]
 
 def test_onset_correct_audio_scores_one():
     times = [0.4, 1.1, 2.2]
-    r = onset_metrics(impacts(times, 3.0), SR, reference_times=times)
+    r = onset_metrics(clicks(times, 3.0), SR, reference_times=times)
     assert (r["acc"], r["precision"], r["f1"], r["ap"]) == (1.0, 1.0, 1.0, 1.0)
     for seed in range(4):
         clip = generate_clip(SynthHitsConfig(), seed)
@@ -108,11 +98,11 @@ def test_onset_correct_audio_scores_one():
 
 def test_onset_periodic_clicks_are_recall_only():
     true = [0.6, 1.5, 2.7]
-    clicks = np.arange(0.05, 3.4, 0.15)
-    r = onset_metrics(impacts(clicks, 3.5), SR, reference_times=true)
+    every = np.arange(0.05, 3.4, 0.15)
+    r = onset_metrics(clicks(every, 3.5), SR, reference_times=true)
     assert r["acc"] == 1.0  # recall alone is gamed ...
-    assert r["num_generated"] == clicks.size
-    assert r["precision"] == pytest.approx(3 / clicks.size)  # ... precision is not
+    assert r["num_generated"] == every.size
+    assert r["precision"] == pytest.approx(3 / every.size)  # ... precision is not
     assert r["precision"] < 0.4 and r["f1"] < 0.4
     assert r["f1"] == pytest.approx(2 * r["precision"] / (1 + r["precision"]))
 
@@ -125,17 +115,17 @@ def test_onset_silence_scores_zero_and_warns():
         assert (r["hits"], r["num_generated"], r["num_reference"]) == (0, 0, 2)
     # Against a reference waveform with onsets too.
     with pytest.warns(UserWarning, match="silent"):
-        r = onset_metrics(np.zeros(SR * 3), SR, reference=impacts([0.5, 1.7], 3.0))
+        r = onset_metrics(np.zeros(SR * 3), SR, reference=clicks([0.5, 1.7], 3.0))
     assert r["num_reference"] == 2 and (r["acc"], r["ap"], r["f1"]) == (0.0, 0.0, 0.0)
 
 
 def test_onset_false_onsets_lower_precision_not_recall():
     true = [0.5, 1.5]
-    r = onset_metrics(impacts([0.5, 1.0, 1.5, 2.5], 3.0), SR, reference_times=true)
+    r = onset_metrics(clicks([0.5, 1.0, 1.5, 2.5], 3.0), SR, reference_times=true)
     assert (r["hits"], r["num_generated"]) == (2, 4)
     assert (r["acc"], r["precision"]) == (1.0, 0.5)
     assert r["f1"] == pytest.approx(2 / 3)
-    r = onset_metrics(impacts([0.5], 3.0), SR, reference_times=true)
+    r = onset_metrics(clicks([0.5], 3.0), SR, reference_times=true)
     assert (r["acc"], r["precision"]) == (0.5, 1.0) and r["f1"] == pytest.approx(2 / 3)
 
 
