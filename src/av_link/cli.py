@@ -621,7 +621,7 @@ def _add_make_synthetic_arguments(parser):
             arguments=_add_make_synthetic_arguments)
 def run_make_synthetic(args) -> int:
     from .data.synthetic import SynthHitsConfig, make_synthetic_dataset
-    from .data.synthetic_v2 import SynthHitsV2Config, make_synthhits_v2_dataset
+    from .data.synthetic_v2 import SPLIT_SEEDS, SynthHitsV2Config, make_synthhits_v2_dataset
 
     if args.num_clips < 1:
         raise CLIError(f"--num-clips must be positive, got {args.num_clips}")
@@ -629,7 +629,8 @@ def run_make_synthetic(args) -> int:
     if args.version == 1:
         config = SynthHitsConfig(width=args.width, height=args.height, fps=args.fps or 8.0, sample_rate=args.sample_rate,
                                  duration=args.duration or 2.0, min_events=args.min_events, max_events=args.max_events)
-        out = make_synthetic_dataset(args.out, args.num_clips, config=config, seed=args.seed or 0, progress=not args.quiet)
+        args.seed_used = args.seed or 0
+        out = make_synthetic_dataset(args.out, args.num_clips, config=config, seed=args.seed_used, progress=not args.quiet)
     else:
         if args.duration is not None:
             raise CLIError("--duration is for --version 1; v2 draws each clip's duration from its split")
@@ -638,6 +639,7 @@ def run_make_synthetic(args) -> int:
             overrides["fps_choices"] = (args.fps,)
         config = SynthHitsV2Config.split(args.split, **overrides)
         out = make_synthhits_v2_dataset(args.out, args.num_clips, args.split, config, args.seed, progress=not args.quiet)
+        args.seed_used = SPLIT_SEEDS[args.split] if args.seed is None else args.seed
     return _finish(args, f"wrote {args.num_clips} SynthHits v{args.version} clips to {out}", started)
 
 
