@@ -4,6 +4,7 @@ periodic-flash shortcuts, on the in-distribution (id) and out-of-distribution (o
 
     python benchmarks/synthhits.py                                   # the shipped models, 40 + 40 clips
     python benchmarks/synthhits.py --model runs/v2 --splits id       # a trained run folder (v2a/ and a2v/)
+    python benchmarks/synthhits.py --splits ood --directions v2a     # V2A alone
     python benchmarks/synthhits.py --version 1                       # v1's flash-marked clips (old results)
 
 Writes benchmarks/results/synthhits_<split>.{json,md,png}. The held-out splits use their own dataset seeds
@@ -33,6 +34,7 @@ def main():
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vocoder", default="auto", choices=["auto", "hifigan", "pipeline"])
+    parser.add_argument("--directions", nargs="+", default=["v2a", "a2v"], choices=["v2a", "a2v"])
     args = parser.parse_args()
     splits = ["v1"] if args.version == 1 else args.splits
     for split in splits:
@@ -44,7 +46,7 @@ def main():
                 make_synthhits_v2_dataset(data, args.clips, split=split)
         started = time.perf_counter()
         result = run_synthhits(args.model, data, args.out, args.steps, args.guidance, args.seed, limit=args.clips,
-                               vocoder=args.vocoder, name=f"synthhits_{split}")
+                               vocoder=args.vocoder, name=f"synthhits_{split}", directions=tuple(args.directions))
         print(f"== {split} ({args.clips} clips, vocoder {result['vocoder']}, {time.perf_counter() - started:.0f} s)\n"
               f"{result['table']}\n")
 

@@ -340,9 +340,12 @@ def report_markdown(result: dict) -> str:
 
 
 def run_synthhits(model_dir: str, data_dir: str, out_dir: str, num_inference_steps=None, guidance_scale=None, seed: int = 0,
-                  limit: int | None = None, vocoder: str = "auto", progress: bool = True, name: str = "synthhits") -> dict:
-    """Load, evaluate, and write `<name>.json`, `<name>.md` (the tables) and `<name>.png` into `out_dir`."""
+                  limit: int | None = None, vocoder: str = "auto", progress: bool = True, name: str = "synthhits",
+                  directions: tuple = ("v2a", "a2v")) -> dict:
+    """Load, evaluate the `directions` the model folder has, and write `<name>.json`, `<name>.md` (the tables) and
+    `<name>.png` into `out_dir`."""
     v2a, a2v = load_pipelines(model_dir)
+    v2a, a2v = (v2a if "v2a" in directions else None), (a2v if "a2v" in directions else None)
     vocoder_name = set_vocoder(v2a, vocoder) if v2a is not None else None
     clips = load_clips(data_dir, limit)
     result = evaluate(v2a, a2v, clips, num_inference_steps, guidance_scale, seed, progress)
