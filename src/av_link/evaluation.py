@@ -174,7 +174,7 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
         wave, sr = read_audio(clip.audio)
         wave = to_mono(wave)
         seconds = len(wave) / sr
-        row = {"clip": clip.name, "event_times": clip.event_times, "fps": clip.fps or fps, "kind": clip.kind}
+        row = {"clip": clip.name, "event_times": clip.event_times, "fps": clip.fps or fps, "kind": clip.kind, **clip.extra}
         for name, pipe in runs:
             generator = torch.Generator().manual_seed(seed + i)
             if name == "V2A":
