@@ -143,12 +143,13 @@ def periodic_flashes(frames: np.ndarray, period: int = FLASH_PERIOD) -> np.ndarr
 
 def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips: list[Clip], num_inference_steps=None,
              guidance_scale=None, seed: int = 0, progress: bool = True, keep_waveforms: int = 4,
-             classifier: SoundKindClassifier | None = None) -> dict:
+             classifier: SoundKindClassifier | None = None, kind_run: bool = True) -> dict:
     """Score every clip; returns {"per_clip": [...], "summary": {method: {metric: mean}}, "by_fps": {fps: {method:
-    {metric: mean}}}, "waveforms": {method: [(waveform, sample_rate), ...] for the first `keep_waveforms` clips}}."""
+    {metric: mean}}}, "waveforms": {method: [(waveform, sample_rate), ...] for the first `keep_waveforms` clips}}.
+    `kind_run=False` skips the second V2A run with empty prompts (and kind accuracy)."""
     if v2a is None and a2v is None:
         raise ValueError("give a V2A or an A2V pipeline (or both)")
-    kinds = v2a is not None and any(c.kind for c in clips)
+    kinds = kind_run and v2a is not None and any(c.kind for c in clips)
     if kinds and classifier is None:
         classifier = fit_kind_classifier()
     runs = []
@@ -341,14 +342,14 @@ def report_markdown(result: dict) -> str:
 
 def run_synthhits(model_dir: str, data_dir: str, out_dir: str, num_inference_steps=None, guidance_scale=None, seed: int = 0,
                   limit: int | None = None, vocoder: str = "auto", progress: bool = True, name: str = "synthhits",
-                  directions: tuple = ("v2a", "a2v")) -> dict:
+                  directions: tuple = ("v2a", "a2v"), kind_run: bool = True) -> dict:
     """Load, evaluate the `directions` the model folder has, and write `<name>.json`, `<name>.md` (the tables) and
     `<name>.png` into `out_dir`."""
     v2a, a2v = load_pipelines(model_dir)
     v2a, a2v = (v2a if "v2a" in directions else None), (a2v if "a2v" in directions else None)
     vocoder_name = set_vocoder(v2a, vocoder) if v2a is not None else None
     clips = load_clips(data_dir, limit)
-    result = evaluate(v2a, a2v, clips, num_inference_steps, guidance_scale, seed, progress)
+    result = evaluate(v2a, a2v, clips, num_inference_steps, guidance_scale, seed, progress, kind_run=kind_run)
     os.makedirs(out_dir, exist_ok=True)
     table = report_markdown(result)
     report = {"model": model_dir, "data": data_dir, "clips": len(clips), "vocoder": vocoder_name, "seed": seed,
