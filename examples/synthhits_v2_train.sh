@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Train the whole AV-Link stack on SynthHits v2 on a CPU, one resumable stage at a time:
-#   bash examples/synthhits_v2_train.sh WORK_DIR [STAGE ...]
-# Stages (default: all, in order): data t2a t2v v2a a2v. Each stage skips itself when its output is complete
-# and otherwise resumes from its latest checkpoint, so rerunning the same command after an interruption
-# picks up where it stopped. STEPS (default 3000) sets the steps per model. Times: docs/synthhits.md.
+# Train the whole AV-Link stack on SynthHits v2 on a CPU, in resumable stages:
+#   bash examples/synthhits_v2_train.sh WORK_DIR            # everything: data, then t2a | t2v, then v2a | a2v
+#   bash examples/synthhits_v2_train.sh WORK_DIR t2v v2a    # only these stages, one after the other
+# Stages: data t2a t2v v2a a2v. A stage whose pipeline folder is complete is skipped; otherwise it resumes
+# from its latest checkpoint (every 250 steps), so rerunning the same command after an interruption picks
+# up where it stopped. Without stage names, the two backbones train side by side and then the two Fusion
+# Block sets, one CPU thread each (the pairs are independent; on 2 cores this halves the wall time, and
+# single-threaded runs slow down gracefully when something else needs the CPU, where 2 threads per process
+# thrash). Logs: WORK_DIR/<stage>.log. STEPS (default 3000) sets the steps per model.
 #
 # Model choices: video at 12 fps, 16x16 px, 4x4 patches (16 tokens per frame). 12 fps puts 2.4 frames
-# between the closest impacts of the OOD split (0.2 s) and keeps a frame within 42 ms of any instant;
-# every source rate (8-30 fps) reaches it through the exposure-weighted box filter of
-# av_link.utils.video_ops, which the dataset and the pipelines share.
+# between the closest impacts of the OOD split (0.2 s) and keeps every instant within 42 ms of a frame
+# centre; every source rate (8-30 fps) reaches it through the exposure-weighted box filter of
+# av_link.utils.video_ops, which the dataset and the pipelines share. Times: docs/synthhits.md.
 set -euo pipefail
 WORK=${1:?usage: synthhits_v2_train.sh WORK_DIR [data|t2a|t2v|v2a|a2v ...]}
 shift
-STAGES=${*:-data t2a t2v v2a a2v}
 STEPS=${STEPS:-3000}
 PY=${PYTHON:-python}
 mkdir -p "$WORK"
@@ -20,27 +23,45 @@ COMMON=(--cache_dir "$WORK/cache" --clip_seconds 2.0 --train_batch_size 16 --max
         --learning_rate 5e-4 --lr_warmup_steps 200 --checkpointing_steps 250 --checkpoints_total_limit 1
         --report_to tensorboard --resume_from_checkpoint latest)
 
-run() {  # run NAME OUTPUT_DIR CMD...: skip when OUTPUT_DIR holds a finished pipeline
-  local name=$1 out=$2; shift 2
-  if [ -f "$out/model_index.json" ]; then echo "== $name: done ($out)"; return; fi
-  echo "== $name"; /usr/bin/time -f "   wall %e s" "$@"
-}
-for stage in $STAGES; do
-  case $stage in
+stage() {  # stage NAME: train one model unless its pipeline folder is complete
+  local out="$WORK/$1"
+  if [ "$1" != data ] && [ -f "$out/model_index.json" ]; then echo "== $1: done ($out)"; return; fi
+  echo "== $1"
+  case $1 in
     data)
-      [ -f "$WORK/train/metadata.jsonl" ] || av-link make-synthetic --out "$WORK/train" --num-clips 800 --split train ;;
+      [ -f "$WORK/train/metadata.jsonl" ] || av-link make-synthetic --out "$WORK/train" --num-clips 800 --split train --quiet ;;
     t2a)
-      run "text-to-audio backbone" "$WORK/t2a" $PY examples/train_backbone.py --modality audio --data_dir "$WORK/train" \
-          --output_dir "$WORK/t2a" --text_encoder tiny --preset tiny \
+      /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality audio --data_dir "$WORK/train" \
+          --output_dir "$out" --text_encoder tiny --preset tiny \
           --model_config '{"patch_size": 2, "hidden_size": 192, "mlp_dim": 384, "num_layers": 6}' "${COMMON[@]}" ;;
     t2v)
-      run "text-to-video backbone" "$WORK/t2v" $PY examples/train_backbone.py --modality video --data_dir "$WORK/train" \
-          --output_dir "$WORK/t2v" --text_encoder tiny --preset tiny --fps 12 --height 16 --width 16 \
+      /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality video --data_dir "$WORK/train" \
+          --output_dir "$out" --text_encoder tiny --preset tiny --fps 12 --height 16 --width 16 \
           --model_config '{"patch_size": [1, 4, 4], "hidden_size": 128, "mlp_dim": 256, "num_layers": 4}' "${COMMON[@]}" ;;
     v2a|a2v)
-      run "fusion blocks ($stage)" "$WORK/$stage" $PY examples/train_fusion.py --task "$stage" --audio_model "$WORK/t2a" \
-          --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$WORK/$stage" --preset tiny \
+      /usr/bin/time -f "   $1 wall %e s" $PY examples/train_fusion.py --task "$1" --audio_model "$WORK/t2a" \
+          --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$out" --preset tiny \
           --adapter_config '{"hidden_size": 128, "mlp_dim": 256, "num_blocks": 4, "time_embed_dim": 128}' "${COMMON[@]}" ;;
-    *) echo "unknown stage $stage (data, t2a, t2v, v2a, a2v)" >&2; exit 2 ;;
+    *) echo "unknown stage $1 (data, t2a, t2v, v2a, a2v)" >&2; exit 2 ;;
   esac
-done
+}
+
+side_by_side() {  # side_by_side A B: two stages at once, one thread each; fails if either fails
+  OMP_NUM_THREADS=1 stage "$1" > "$WORK/$1.log" 2>&1 & local a=$!
+  OMP_NUM_THREADS=1 stage "$2" > "$WORK/$2.log" 2>&1 & local b=$!
+  local status=0
+  wait $a || { echo "$1 failed: see $WORK/$1.log" >&2; status=1; }
+  wait $b || { echo "$2 failed: see $WORK/$2.log" >&2; status=1; }
+  tail -n 1 "$WORK/$1.log" "$WORK/$2.log"
+  return $status
+}
+
+if [ $# -gt 0 ]; then
+  for name in "$@"; do stage "$name"; done
+else
+  SECONDS=0
+  stage data
+  side_by_side t2a t2v
+  side_by_side v2a a2v
+  echo "whole stack: $SECONDS s"
+fi
