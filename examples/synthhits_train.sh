@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the whole AV-Link stack on SynthHits on a CPU: tiny text-to-audio and text-to-video backbones,
+# Train the whole AV-Link stack on SynthHits v1 (flash-marked clips; v2: synthhits_v2_train.sh) on a CPU: tiny text-to-audio and text-to-video backbones,
 # then the V2A and A2V Fusion Blocks. Usage: bash examples/synthhits_train.sh [WORK_DIR] [STEPS]
 # (defaults: synthhits_run, 3000 steps per model). Times for a 2-core CPU are in docs/synthhits.md.
 set -euo pipefail
@@ -10,7 +10,7 @@ mkdir -p "$WORK"
 COMMON=(--cache_dir "$WORK/cache" --clip_seconds 2.0 --train_batch_size 16 --max_train_steps "$STEPS"
         --learning_rate 5e-4 --lr_warmup_steps 200 --checkpointing_steps 500 --checkpoints_total_limit 1 --report_to tensorboard)
 
-[ -f "$WORK/train/metadata.jsonl" ] || av-link make-synthetic --out "$WORK/train" --num-clips 600 --seed 1
+[ -f "$WORK/train/metadata.jsonl" ] || av-link make-synthetic --version 1 --out "$WORK/train" --num-clips 600 --seed 1
 
 run() { echo "== $1"; shift; /usr/bin/time -f "   wall %e s" "$@"; }
 run "text-to-audio backbone" $PY examples/train_backbone.py --modality audio --data_dir "$WORK/train" --output_dir "$WORK/t2a" \
