@@ -28,7 +28,7 @@ def training_info(run_dir: str) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", help="the WORK_DIR of examples/synthhits_train.sh (holds v2a/ and a2v/)")
+    parser.add_argument("run_dir", help="the WORK_DIR of examples/synthhits_v2_train.sh or synthhits_train.sh (holds v2a/ and a2v/)")
     args = parser.parse_args()
     target = shipped_models_dir()
     shutil.rmtree(target, ignore_errors=True)
