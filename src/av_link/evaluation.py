@@ -171,7 +171,7 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
         keep(method, wave, rate)
 
     for i, clip in enumerate(tqdm(clips, desc="SynthHits", disable=not progress)):
-        frames, fps = read_video(clip.video)
+        frames, fps = read_video(clip.video)  # decoded once: every pipeline and metric takes the arrays
         wave, sr = read_audio(clip.audio)
         wave = to_mono(wave)
         seconds = len(wave) / sr
@@ -179,17 +179,19 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
         for name, pipe in runs:
             generator = torch.Generator().manual_seed(seed + i)
             if name == "V2A":
-                out = pipe(video=clip.video, prompt=clip.audio_caption, conditioning_prompt=clip.video_caption, generator=generator, **sampling)
+                out = pipe(video=frames, video_fps=fps, prompt=clip.audio_caption, conditioning_prompt=clip.video_caption,
+                           generator=generator, **sampling)
                 audio_row(name, out.audios[0], out.sample_rate)
                 if kinds:  # the kind from the picture alone
-                    out = pipe(video=clip.video, prompt="", conditioning_prompt="",
+                    out = pipe(video=frames, video_fps=fps, prompt="", conditioning_prompt="",
                                generator=torch.Generator().manual_seed(seed + i), **sampling)
                     audio_row("V2A (empty prompts)", out.audios[0], out.sample_rate, classifier=classifier)
             elif name == "text-only audio":
                 out = pipe(prompt=clip.audio_caption, audio_length_in_s=seconds, generator=generator, **sampling)
                 audio_row(name, out.audios[0], out.sample_rate)
             elif name == "A2V":
-                out = pipe(audio=clip.audio, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption, generator=generator, **sampling)
+                out = pipe(audio=wave, sample_rate=sr, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption,
+                           generator=generator, **sampling)
                 generated = to_uint8_frames(out.frames[0])
                 row[name] = _video_scores(generated, out.fps, clip)
                 row["periodic flashes"] = _video_scores(periodic_flashes(generated), out.fps, clip)
