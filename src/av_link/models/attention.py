@@ -37,9 +37,10 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         key_mask: torch.Tensor | None = None,
         context_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`rope` rotates the queries, and the keys too unless `context_rope` is given for them (queries that
-        are a subset of the context)."""
+        are a subset of the context). `bias` (H, Lq, Lk) is added to the attention logits."""
         context = x if context is None else context
         q = self.norm_q(self._heads(self.to_q(x)))
         k = self.norm_k(self._heads(self.to_k(context)))
@@ -49,6 +50,9 @@ class Attention(nn.Module):
         if context_rope is not None or rope is not None:
             k = apply_rotary_emb(k, context_rope or rope, use_real=True, use_real_unbind_dim=-1)
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Lk), True = attend
+        if bias is not None:
+            bias = bias.to(q.dtype)
+            attn_mask = bias if attn_mask is None else bias.masked_fill(~attn_mask, float("-inf"))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.to_out(out.transpose(1, 2).flatten(2))
 

@@ -35,10 +35,20 @@ def interleaved_layers(num_blocks: int, num_layers: int) -> list[int]:
     return [k * num_layers // num_blocks for k in range(num_blocks)]
 
 
+def time_bias_slopes(num_heads: int) -> torch.Tensor:
+    """Initial per-head slopes of the time-distance bias, in logits per RoPE position (per video token
+    step): 1, then geometrically down to 2^-8 * (H - 1) / H, ALiBi's spread starting at one step. The
+    first head attends mostly within a frame or two, the last almost evenly over a whole clip."""
+    return torch.pow(2.0, -8.0 * torch.arange(num_heads, dtype=torch.float32) / num_heads)
+
+
 class AVLinkFusionBlock(nn.Module):
-    def __init__(self, audio_dim: int, video_dim: int, dim: int, num_heads: int, mlp_dim: int, qk_norm: bool, eps: float):
+    def __init__(self, audio_dim: int, video_dim: int, dim: int, num_heads: int, mlp_dim: int, qk_norm: bool, eps: float,
+                 time_bias: bool = False):
         super().__init__()
         self.dim = dim
+        # Learned per-head slopes (log2) of a -slope * |time distance| logit bias: see AVLinkFusionAdapter.
+        self.time_bias_log2_slope = nn.Parameter(torch.log2(time_bias_slopes(num_heads))) if time_bias else None
         self.audio_in = nn.Linear(audio_dim, dim)
         self.video_in = nn.Linear(video_dim, dim)
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
@@ -56,20 +66,29 @@ class AVLinkFusionBlock(nn.Module):
         d = self.dim
         return mod.split([d, d, d, d, d, mod.shape[-1] - 5 * d], dim=-1)
 
-    def forward(self, audio, video, audio_mod, video_mod, rope, return_audio: bool = True, return_video: bool = True):
+    def attention_bias(self, time_distance: torch.Tensor | None) -> torch.Tensor | None:
+        """(H, L, L) logit bias from the (L, L) token time distances, or None without a time bias."""
+        if self.time_bias_log2_slope is None or time_distance is None:
+            return None
+        return -torch.exp2(self.time_bias_log2_slope)[:, None, None] * time_distance
+
+    def forward(self, audio, video, audio_mod, video_mod, rope, return_audio: bool = True, return_video: bool = True,
+                time_distance: torch.Tensor | None = None):
         # return_* = False skips a side's MLP when nothing downstream reads it (the last block in V2A/A2V).
         sa1, ca1, ga1, sa2, ca2, ga2 = self._split(audio_mod + self.audio_modulation)
         sv1, cv1, gv1, sv2, cv2, gv2 = self._split(video_mod + self.video_modulation)
         a, v = self.audio_in(audio), self.video_in(video)
         la = a.shape[1]
         joint = torch.cat([modulate(self.norm1(a), sa1, ca1), modulate(self.norm1(v), sv1, cv1)], dim=1)
+        bias = self.attention_bias(time_distance)
         if return_audio and return_video:
-            joint = self.attn(joint, rope=rope)
+            joint = self.attn(joint, rope=rope, bias=bias)
             a = a + ga1[:, None] * joint[:, :la]
             v = v + gv1[:, None] * joint[:, la:]
         else:  # only one side is read afterwards: attend from its tokens alone, to all tokens
             rows = slice(None, la) if return_audio else slice(la, None)
-            out = self.attn(joint[:, rows], context=joint, rope=(rope[0][rows], rope[1][rows]), context_rope=rope)
+            out = self.attn(joint[:, rows], context=joint, rope=(rope[0][rows], rope[1][rows]), context_rope=rope,
+                            bias=None if bias is None else bias[:, rows])
             if return_audio:
                 a = a + ga1[:, None] * out
             else:
@@ -100,6 +119,14 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
             be non-decreasing. Default: `num_blocks` spread evenly through each backbone.
         time_rate: RoPE positions per second (the video token rate eta_v, 6 in the paper).
         time_embed_dim: hidden width of the (t_a, t_v) -> modulation MLPs.
+        time_bias: add a learned, per-head `-slope * |time distance|` bias (in RoPE positions, i.e. seconds
+            x `time_rate`) to the Fusion Blocks' attention logits, slopes starting at `time_bias_slopes`.
+            Not in the paper (off by default, so the paper's block and older checkpoints are unchanged).
+            RoPE alone lets attention *prefer* tokens at the same instant, but a tiny adapter has to grow
+            large, well-aligned q/k components in RoPE's fastest pair before attention is local at all; the
+            bias makes some heads local from step 0, so the adapter can learn *when* from the other
+            modality (on SynthHits v2 the RoPE-only adapter learned the sound's kind but not its timing:
+            docs/synthhits.md).
     """
 
     _supports_gradient_checkpointing = True
@@ -122,6 +149,7 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
         qk_norm: bool = True,
         eps: float = 1e-6,
         rope_theta: float = 10000.0,
+        time_bias: bool = False,
     ):
         super().__init__()
         for name, value in dict(audio_dim=audio_dim, video_dim=video_dim, hidden_size=hidden_size, mlp_dim=mlp_dim,
@@ -157,7 +185,7 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
         self.audio_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + audio_dim)
         self.video_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + video_dim)
         self.blocks = nn.ModuleList(
-            AVLinkFusionBlock(audio_dim, video_dim, hidden_size, num_attention_heads, mlp_dim, qk_norm, eps)
+            AVLinkFusionBlock(audio_dim, video_dim, hidden_size, num_attention_heads, mlp_dim, qk_norm, eps, time_bias)
             for _ in video_layers
         )
         self.gradient_checkpointing = False
@@ -190,17 +218,29 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
         seconds = torch.cat([audio_seconds, video_seconds])
         return rope_1d(seconds * self.config.time_rate, self.config.hidden_size // self.config.num_attention_heads, self.config.rope_theta)
 
+    def time_distance(self, audio_seconds: torch.Tensor, video_seconds: torch.Tensor) -> torch.Tensor | None:
+        """(L, L) |time difference| of the concatenated [audio, video] tokens in RoPE positions (seconds x
+        time_rate), for the time bias; None when the adapter has none."""
+        if not self.config.time_bias:
+            return None
+        positions = torch.cat([audio_seconds, video_seconds]).float() * self.config.time_rate
+        return (positions[:, None] - positions[None, :]).abs()
+
     def modulation(self, audio_timestep: torch.Tensor, video_timestep: torch.Tensor):
         """Shared adaLN projections of both flow times, one per modality: (B, 5D + D_a), (B, 5D + D_v)."""
         dtype = self.audio_time_mlp[0].weight.dtype
         both = torch.cat([self.time_proj(audio_timestep), self.time_proj(video_timestep)], dim=-1).to(dtype)
         return self.audio_time_mlp(both), self.video_time_mlp(both)
 
-    def fuse(self, index: int, audio, video, audio_mod, video_mod, rope, return_audio: bool = True, return_video: bool = True):
+    def fuse(self, index: int, audio, video, audio_mod, video_mod, rope, return_audio: bool = True, return_video: bool = True,
+             time_distance: torch.Tensor | None = None):
         """Run Fusion Block `index`: returns the reinjected (audio, video) backbone activations; a side
-        with `return_* = False` comes back unfused (its MLP is skipped)."""
+        with `return_* = False` comes back unfused (its MLP is skipped). `time_distance` comes from
+        `self.time_distance` (needed when the adapter has a time bias)."""
         block = self.blocks[index]
-        args = (audio, video, audio_mod, video_mod, rope, return_audio, return_video)
+        if self.config.time_bias and time_distance is None:
+            raise ValueError("this adapter has a time bias: pass time_distance=adapter.time_distance(audio_seconds, video_seconds)")
+        args = (audio, video, audio_mod, video_mod, rope, return_audio, return_video, time_distance)
         if torch.is_grad_enabled() and self.gradient_checkpointing:
             return self._gradient_checkpointing_func(block, *args)
         return block(*args)

@@ -61,6 +61,7 @@ def joint_forward(
     t_v = check_timestep(video_timestep, batch, video.hidden.device)
     audio_mod, video_mod = fusion_adapter.modulation(t_a, t_v)
     rope = fusion_adapter.time_rope(audio.time_positions, video.time_positions)
+    time_distance = fusion_adapter.time_distance(audio.time_positions, video.time_positions)
 
     last = len(fusion_adapter.placement) - 1
     for index, (video_layer, audio_layer) in enumerate(fusion_adapter.placement):
@@ -71,6 +72,7 @@ def joint_forward(
         fused_audio, fused_video = fusion_adapter.fuse(
             index, audio.hidden, video.hidden, audio_mod, video_mod, rope,
             return_audio=return_audio or index < last, return_video=return_video or index < last,
+            time_distance=time_distance,
         )
         audio = audio.with_hidden(fused_audio, audio.next_block)
         video = video.with_hidden(fused_video, video.next_block)
