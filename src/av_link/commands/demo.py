@@ -1,0 +1,25 @@
+"""`av-link demo`: the shipped SynthHits models on a new clip."""
+
+import time
+
+from . import subcommand
+from .helpers import _finish
+from .loading import _quiet_libraries
+
+
+def _add_demo_arguments(parser):
+    parser.add_argument("--out", default="demo_out")
+    parser.add_argument("--model", default=None, help="folder with v2a/ and a2v/ (default: the shipped SynthHits models)")
+    parser.add_argument("--seed", type=int, default=2026, help="which held-out clip")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--vocoder", choices=["auto", "hifigan", "pipeline"], default="auto")
+
+
+@subcommand("demo", help="run the shipped SynthHits V2A and A2V models on a new clip (offline)", arguments=_add_demo_arguments)
+def run_demo(args) -> int:
+    from ..demo import run_demo as demo
+
+    started = time.perf_counter()
+    with _quiet_libraries():
+        demo(args.out, args.model, args.seed, args.steps, args.vocoder)
+    return _finish(args, f"demo written to {args.out}/", started)
