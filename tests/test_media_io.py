@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
+import av_link.utils.media_io as media_io
 from av_link.utils.media_io import (
     MediaError,
+    aac_sample_rate,
     has_audio_stream,
     has_video_stream,
     read_audio,
@@ -171,3 +173,25 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
         write_video(tmp_path / "keep.wav", _frames(2), 6.0)  # the wav muxer takes no video
     assert (tmp_path / "keep.wav").read_bytes() == before
     assert os.listdir(tmp_path) == ["keep.wav"]
+
+
+@pytest.mark.parametrize("rate, muxed", [(8, 7350), (12345, 16000), (22050, 22050), (192000, 96000)])
+def test_audio_rates_aac_cannot_carry_are_resampled(tmp_path, rate, muxed):
+    # 8 Hz is what used to come out with no audio stream and no error; 12345 Hz sits between two AAC rates
+    assert aac_sample_rate(rate) == muxed
+    seconds, freq = 1.5, min(440.0, rate / 4)
+    path = tmp_path / "clip.mp4"
+    write_video(path, _frames(9), 6.0, audio=_sine(seconds, rate, freq), sample_rate=rate)
+    wav, got_sr = read_audio(path)
+    assert got_sr == muxed and wav.shape[1] == pytest.approx(seconds * muxed, abs=2)
+    spectrum = np.abs(np.fft.rfft(wav[0]))
+    assert np.fft.rfftfreq(wav.shape[1], 1 / got_sr)[spectrum.argmax()] == pytest.approx(freq, abs=1.0)
+
+
+def test_a_video_that_lost_its_audio_stream_is_never_written(tmp_path, monkeypatch):
+    # without the resampling, ffmpeg drops an 8 Hz stream and exits 0: the writer must notice, not publish
+    monkeypatch.setattr(media_io, "aac_sample_rate", int)
+    with pytest.raises(MediaError, match="ffmpeg wrote no audio stream"):
+        write_video(tmp_path / "out.mp4", _frames(6), 6.0, audio=_sine(2.0, 8, 2.0), sample_rate=8)
+    assert os.listdir(tmp_path) == []
+

@@ -51,6 +51,14 @@ def seed_int(text: str) -> int:
     return value
 
 
+def even_size(text: str) -> int:
+    # H.264 in 4:2:0 (what the mp4 writer uses) needs even sizes; the writer would pad an odd one by a row/column
+    value = positive_int(text)
+    if value % 2:
+        raise argparse.ArgumentTypeError(f"must be even (H.264 video), got {text!r}")
+    return value
+
+
 DTYPES = ("float32", "float16", "bfloat16")
 
 

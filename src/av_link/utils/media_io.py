@@ -32,6 +32,8 @@ __all__ = [
     "read_audio",
     "write_wav",
     "write_video",
+    "AAC_SAMPLE_RATES",
+    "aac_sample_rate",
     "resample_audio",
     "to_mono",
     "has_audio_stream",
@@ -369,6 +371,16 @@ def _pad_to_even(video: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(video)
 
 
+# The rates AAC can carry (MPEG-4's sampling-frequency table). ffmpeg resamples any other rate by itself, but when
+# the rate is so low that its resampler yields nothing (e.g. 8 Hz) it drops the audio stream and still exits 0.
+AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+def aac_sample_rate(sample_rate: int) -> int:
+    """The rate :func:`write_video` muxes audio of `sample_rate` at: the lowest AAC rate at or above it (96 kHz at most)."""
+    return next((rate for rate in AAC_SAMPLE_RATES if rate >= int(sample_rate)), AAC_SAMPLE_RATES[-1])
+
+
 def write_video(
     path: PathLike,
     frames,
@@ -384,7 +396,8 @@ def write_video(
         frames: `uint8` `(F, H, W, 3)`, or float in `[0, 1]` (numpy or torch). Odd heights/widths are padded
             by one replicated row/column because yuv420p needs even sizes.
         fps: frame rate (any positive float; stored as an exact-enough rational).
-        audio: optional `(samples,)` or `(channels, samples)` float waveform; needs `sample_rate`.
+        audio: optional `(samples,)` or `(channels, samples)` float waveform; needs `sample_rate`. A rate AAC cannot
+            carry is resampled to :func:`aac_sample_rate` first; an output without the audio stream raises.
         crf: libx264 quality (lower is better; 18 is visually lossless for most content).
         lossless: full-resolution colour (yuv444p) at crf 0, for data whose pixels are ground truth
             (SynthHits); any size.
@@ -399,7 +412,11 @@ def write_video(
     if audio is not None:
         if sample_rate is None or int(sample_rate) <= 0:
             raise MediaError("write_video: audio was given without a positive sample_rate")
-        wav = np.clip(as_waveform(audio, "audio"), -1.0, 1.0)  # as write_wav does: AAC would keep overshoots
+        wav = as_waveform(audio, "audio")
+        if aac_sample_rate(sample_rate) != int(sample_rate):
+            wav = resample_audio(wav, sample_rate, aac_sample_rate(sample_rate))
+            sample_rate = aac_sample_rate(sample_rate)
+        wav = np.clip(wav, -1.0, 1.0)  # as write_wav does: AAC would keep overshoots
     rate = Fraction(fps).limit_denominator(1001000)
     num_frames, height, width, _ = video.shape
 
@@ -422,3 +439,5 @@ def write_video(
         if proc.returncode != 0:
             reason = _ffmpeg_reason(proc.stderr, f"exit code {proc.returncode}").replace(tmp, os.fspath(path))
             raise MediaError(f"{os.fspath(path)}: ffmpeg could not encode {num_frames} frames ({reason})")
+        if wav is not None and not _probe(tmp).audio:  # never publish a video that silently lost its sound
+            raise MediaError(f"{os.fspath(path)}: ffmpeg wrote no audio stream ({wav.shape[1]} samples at {sample_rate} Hz)")

@@ -67,3 +67,13 @@ def resample_video(frames: torch.Tensor, fps: float, target_fps: float, height: 
 
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+
+
+def resize_nearest(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Frames ``(F, h, w, C)`` (any dtype) -> ``(F, height, width, C)``, each output pixel the input pixel under its
+    centre: a display size for small model frames that adds no colour (an integer factor repeats every pixel)."""
+    frames = np.asarray(frames)
+    h, w = frames.shape[1:3]
+    rows = ((np.arange(height) + 0.5) * h / height).astype(np.int64)
+    cols = ((np.arange(width) + 0.5) * w / width).astype(np.int64)
+    return frames[:, rows][:, :, cols]
