@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from scipy.io import wavfile
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from av_link import cli
 from av_link.utils.media_io import read_audio, read_video, write_video, write_wav
-from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
+from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
 FAST = ["--steps", "2", "--seed", "0"]
 VIDEO_FRAMES, VIDEO_FPS = 12, 8.0  # 1.5 s, deliberately not the model's 6 fps
@@ -147,6 +148,58 @@ def test_text_to_audio_and_video(models, tmp_path, capsys):
     assert frames.shape == (6, 16, 16, 3) and fps == 6.0 and str(mp4) in out
 
 
+def test_a2v_audio_at_a_rate_aac_cannot_carry(models, tmp_path, capsys):
+    # 8 Hz used to end in a success message over an mp4 without an audio stream
+    wav, out_path = tmp_path / "slow.wav", tmp_path / "out.mp4"
+    wavfile.write(wav, 8, (0.5 * np.sin(np.arange(12))).astype(np.float32))  # 1.5 s
+    code, out, err = run(capsys, "a2v", "--model", models["a2v"], "--audio", wav, "--out", out_path, "--quiet", *FAST)
+    assert code == 0, err
+    audio, rate = read_audio(out_path)
+    assert rate == 7350 and audio.shape[-1] / rate == pytest.approx(1.5, abs=0.01)
+    assert "1.50 s at 8 Hz, muxed at 7350 Hz" in out
+
+
+def _captured_a2v_frames(monkeypatch, capsys, models, media, out_path, *size):
+    import av_link.utils.media_io as media_io
+
+    written = {}
+
+    def write_video(path, frames, *args, **kwargs):
+        written["frames"] = np.asarray(frames)
+        return real(path, frames, *args, **kwargs)
+
+    real = media_io.write_video
+    monkeypatch.setattr(media_io, "write_video", write_video)
+    code, out, err = run(capsys, "a2v", "--model", models["a2v"], "--audio", media["wav"], "--out", out_path, "--quiet",
+                         *size, *FAST)
+    assert code == 0, err
+    return written["frames"], out
+
+
+def test_a2v_display_size(models, media, tmp_path, capsys, monkeypatch):
+    small, _ = _captured_a2v_frames(monkeypatch, capsys, models, media, tmp_path / "small.mp4")
+    assert small.shape[1:3] == (16, 16)
+    big, out = _captured_a2v_frames(monkeypatch, capsys, models, media, tmp_path / "big.mp4", "--height", "128")
+    # the same generated frames (same seed), each pixel repeated 8x8: nearest, and the aspect ratio kept
+    assert np.array_equal(big, small.repeat(8, axis=1).repeat(8, axis=2))
+    assert "128x128 px upscaled from 16x16" in out
+    frames, _ = read_video(tmp_path / "big.mp4")
+    assert frames.shape == (small.shape[0], 128, 128, 3)
+    wide, _ = _captured_a2v_frames(monkeypatch, capsys, models, media, tmp_path / "wide.mp4", "--height", "24", "--width", "64")
+    assert wide.shape[1:3] == (24, 64) and np.array_equal(wide[:, ::3, ::4], small[:, ::2])
+
+
+def test_demo_prints_no_deprecation_warnings(models, tmp_path, capsys):
+    # `av-link demo` used to print diffusers' `torch_dtype` FutureWarning on every run
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = run(capsys, "demo", "--model", os.path.dirname(models["v2a"]), "--out", tmp_path / "demo",
+                           "--steps", "2", "--vocoder", "pipeline")
+    assert code == 0, err
+    deprecations = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    assert deprecations == []
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # User errors: one line, non-zero exit, nothing written
 # ---------------------------------------------------------------------------------------------------------------
@@ -179,6 +232,10 @@ ERROR_CASES = {
     "overwrite input": (["v2a", "--model", "{v2a}", "--video", "{clip}", "--out", "{clip}"], "refusing to overwrite the input"),
     "output directory missing": (["t2a", "--model", "{t2a}", "--out", "{tmp}/no/such/dir/x.wav"], "does not exist"),
     "required option missing": (["v2a", "--model", "{v2a}", "--out", "{out}.mp4"], "required: --video"),
+    "odd display size": (["a2v", "--model", "{a2v}", "--audio", "{wav}", "--out", "{out}.mp4", "--height", "15"],
+                         "argument --height: must be even"),
+    "zero display size": (["a2v", "--model", "{a2v}", "--audio", "{wav}", "--out", "{out}.mp4", "--width", "0"],
+                          "argument --width: must be a positive integer"),
     "unknown command": (["v3a"], "invalid choice"),
     "no command": ([], "choose a command"),
 }

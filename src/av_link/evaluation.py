@@ -313,7 +313,8 @@ def load_pipelines(model_dir: str):
     def load(path, cls, **components):
         if not os.path.isfile(os.path.join(path, "model_index.json")):
             return None
-        return cls.from_pretrained(path, torch_dtype=torch.float32, **components)
+        # cast after loading: diffusers >= 0.42 warns on `torch_dtype`, older releases do not know `dtype`
+        return cls.from_pretrained(path, **components).to(dtype=torch.float32)
 
     index = os.path.join(model_dir, "model_index.json")
     if os.path.isfile(index):
