@@ -359,7 +359,7 @@ def check_counting(text_tokens: int) -> dict:
 
 def check_prototype(steps: int = 4) -> dict:
     """On the tiny CPU models (adapter randomised so fusion matters): the prototype gives the same output."""
-    from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
+    from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
     out = {}
     for direction, cls in (("v2a", AVLinkV2APipeline), ("a2v", AVLinkA2VPipeline)):

@@ -41,7 +41,7 @@ import torch
 from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
 from av_link.models.joint import embed_prefix, joint_forward
 from av_link.pipelines.inputs import prepare_audio
-from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
+from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
 PROMPT = "a hammer hits a metal plate"
 SECONDS = 2.0

@@ -10,7 +10,7 @@ from av_link.data.synthetic import make_synthetic_dataset
 from av_link.data.synthetic_v2 import SynthHitsV2Config, make_synthhits_v2_dataset
 from av_link.evaluation import format_table, load_clips, load_pipelines, run_synthhits
 from av_link.utils.media_io import read_audio, read_video
-from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
+from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from av_link.pipelines.windows import plan_windows, window_weights
 from av_link.utils.media_io import write_video, write_wav
-from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
+from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
 from conftest import randomize_
 

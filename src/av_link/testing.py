@@ -1,24 +1,21 @@
-"""Tiny, randomly initialised components built in code: tests, smoke demos and docs run offline with them."""
+"""Tiny, randomly initialised components built in code: tests, smoke demos and docs run offline with them.
+
+Test fixtures, not library code: nothing in av-link imports this module.
+"""
 
 import torch
-from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
 
-from ..models.audio_frontend import AVLinkMelSpectrogram
-from ..models.fusion import AVLinkFusionAdapter
-from ..models.transformer_audio import AVLinkAudioTransformer
-from ..models.transformer_video import AVLinkVideoTransformer
-from ..models.vocoder_griffin_lim import GriffinLimVocoder
-from ..schedulers import FlowMatchEulerScheduler
+from .models.audio_frontend import AVLinkMelSpectrogram
+from .models.fusion import AVLinkFusionAdapter
+from .models.transformer_audio import AVLinkAudioTransformer
+from .models.transformer_video import AVLinkVideoTransformer
+from .models.vocoder_griffin_lim import GriffinLimVocoder
+from .schedulers import FlowMatchEulerScheduler
+from .training.setup import tiny_text_encoder
+
+__all__ = ["TINY_PIPELINE_CONFIG", "tiny_components", "tiny_text_encoder"]
 
 TINY_PIPELINE_CONFIG = dict(height=16, width=16, clip_seconds=2.0, window_overlap_seconds=0.5, num_inference_steps=4)
-
-
-def tiny_text_encoder(text_dim: int = 32, seed: int = 0):
-    """A 2-layer random T5 encoder with the byte-level ByT5 tokenizer (which needs no vocabulary file)."""
-    torch.manual_seed(seed)
-    tokenizer = ByT5Tokenizer()
-    config = T5Config(vocab_size=len(tokenizer), d_model=text_dim, d_kv=8, d_ff=2 * text_dim, num_layers=2, num_heads=4)
-    return T5EncoderModel(config).eval(), tokenizer
 
 
 def tiny_components(seed: int = 0, fusion: bool = True) -> dict:

@@ -3,11 +3,20 @@
 import os
 
 
+def tiny_text_encoder(text_dim: int = 32, seed: int = 0):
+    """A 2-layer random T5 encoder with the byte-level ByT5 tokenizer (which needs no vocabulary file)."""
+    import torch
+    from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    tokenizer = ByT5Tokenizer()
+    config = T5Config(vocab_size=len(tokenizer), d_model=text_dim, d_kv=8, d_ff=2 * text_dim, num_layers=2, num_heads=4)
+    return T5EncoderModel(config).eval(), tokenizer
+
+
 def load_text_encoder(name: str, seed: int = 0):
     """`"tiny"` -> a random 2-layer T5 with the ByT5 tokenizer (no download); otherwise a local folder."""
     if name == "tiny":
-        from ..utils.tiny import tiny_text_encoder
-
         return tiny_text_encoder(seed=seed)
     if not os.path.isdir(name):
         raise ValueError(f"--text_encoder {name} is not a local folder (nothing is downloaded at run time)")
