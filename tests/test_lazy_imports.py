@@ -73,3 +73,16 @@ def test_a_saved_pipeline_loads_in_a_fresh_process_through_the_pipelines_package
         "print(json.dumps(dict(scheduler=type(pipe.scheduler).__name__)))\n"
     )
     assert result["scheduler"] == "FlowMatchEulerScheduler"
+
+
+def test_metrics_do_not_import_the_data_generators():
+    result = _fresh_python(
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from av_link.metrics import contact_band, visual_event_signal\n"
+        "signal = visual_event_signal(np.zeros((3, 16, 16, 3), np.uint8))\n"
+        "print(json.dumps(dict(band=list(contact_band(16)), frames=len(signal),\n"
+        "                      data=[m for m in sys.modules if m.startswith('av_link.data')])))\n"
+    )
+    assert result["data"] == [] and result["frames"] == 3
+    assert result["band"] == [10, 13]  # the surface starts at row 13 of 16; the band is the 3 rows above it

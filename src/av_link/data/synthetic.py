@@ -37,6 +37,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from ..utils.synthhits_layout import surface_rows
+
 __all__ = [
     "SYNTHHITS_KINDS",
     "SynthHitsConfig",
@@ -69,7 +71,6 @@ SYNTHHITS_KINDS: Tuple[str, ...] = tuple(_KINDS)
 
 _BACKGROUND_RGB = np.array([18, 18, 28], dtype=np.float64)
 _FLASH_GAIN = 0.8  # fraction of the way to white the surface goes at full flash strength
-_SURFACE_FRACTION = 0.2  # share of the frame height taken by the surface
 _VIDEO_CRF = 0  # lossless x264: one-frame flashes must survive the round trip
 
 
@@ -148,11 +149,6 @@ class SynthHitsConfig:
         the flash (the first frame at or after the impact) exists."""
         last_frame_time = (self.num_frames - 1) / self.fps
         return self.edge_margin, min(self.duration - self.edge_margin, last_frame_time)
-
-
-def surface_rows(height: int) -> Tuple[int, int]:
-    """Rows ``[top, height)`` covered by the surface in a SynthHits frame of this height."""
-    return height - max(2, int(round(_SURFACE_FRACTION * height))), height
 
 
 def _sample_event_times(cfg: SynthHitsConfig, rng: np.random.Generator) -> np.ndarray:

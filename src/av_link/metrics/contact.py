@@ -3,7 +3,7 @@
 SynthHits v2 has no flash at impacts (a flash is a cue the real world lacks, and a model could
 score by flashing), so an impact has to be seen as the bouncing object touching the surface:
 the object's bottom edge reaches the surface's top row ``top`` (see
-:func:`av_link.data.synthetic.surface_rows`) at each impact and lifts well clear between
+:func:`av_link.utils.synthhits_layout.surface_rows`) at each impact and lifts well clear between
 impacts, while a silent distractor stays in the upper part of the frame.
 
 Signal (:func:`contact_signal`): the band of ``b = max(2, round(0.2 * H))`` rows just ABOVE
@@ -51,6 +51,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.synthhits_layout import surface_rows
 from ._common import check_rate, times_array, video_frames_uint8
 from .event_time import _max_matching
 
@@ -62,8 +63,6 @@ _BAND_FRACTION = 0.2
 
 def contact_band(height: int) -> Tuple[int, int]:
     """Rows ``[start, top)`` just above the SynthHits surface of a frame of this height."""
-    from ..data.synthetic import surface_rows
-
     top, _ = surface_rows(int(height))
     band = max(2, int(round(_BAND_FRACTION * height)))
     return max(0, top - band), top

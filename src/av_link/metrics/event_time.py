@@ -25,6 +25,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from ..utils.synthhits_layout import surface_rows
 from ._common import check_rate, times_array, video_frames_uint8
 
 __all__ = ["detect_visual_events", "event_time_accuracy", "visual_event_signal"]
@@ -33,8 +34,6 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def _default_rows(height: int) -> Tuple[int, int]:
-    from ..data.synthetic import surface_rows
-
     top, bottom = surface_rows(height)
     return min(top + 1, bottom - 1), bottom
 
