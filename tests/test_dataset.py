@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import av_link.data.dataset as dataset_module
+import av_link.data.scan as scan_module
 from av_link.data import (
     AVClipDataset,
     AVClipDatasetConfig,
@@ -196,7 +197,7 @@ def test_cache_avoids_second_decode(messy, tmp_path, monkeypatch):
 
     monkeypatch.setattr(dataset_module, "read_video", counting("video", dataset_module.read_video))
     monkeypatch.setattr(dataset_module, "read_audio", counting("audio", dataset_module.read_audio))
-    monkeypatch.setattr(dataset_module, "probe_media", counting("probe", dataset_module.probe_media))
+    monkeypatch.setattr(scan_module, "probe_media", counting("probe", scan_module.probe_media))  # the scan probes
     cache = tmp_path / "cache"
     plain = AVClipDataset(root, **OPTS)
     calls.update(video=0, audio=0, probe=0)

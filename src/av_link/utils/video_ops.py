@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .media_io import MediaError
+
 
 def model_frame_count(num_frames: int, fps: float, target_fps: float) -> int:
     """round(duration * target_fps): the model frames that cover the same seconds as the input."""
@@ -63,6 +65,19 @@ def resample_video(frames: torch.Tensor, fps: float, target_fps: float, height: 
     small = torch.cat([resize_cover_crop(to_unit_float(frames[i:i + chunk]), height, width)
                        for i in range(0, frames.shape[0], chunk)])
     return torch.einsum("ok,okchw->ochw", weight, small[index]).clamp_(0, 1)
+
+
+def resample_video_frames(frames: np.ndarray, fps: float, target_fps: float, height: int, width: int) -> np.ndarray:
+    """uint8 ``(F, H, W, 3)`` at ``fps`` -> uint8 at ``target_fps`` and ``(height, width)``, with the pipelines'
+    conversion (:func:`resample_video`); what the training dataset stores."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (F, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+    if 0 in frames.shape:
+        raise MediaError("video has no frames (zero-length clip)")
+    out = resample_video(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), float(fps), target_fps,
+                         height, width)
+    return (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
