@@ -22,8 +22,15 @@ class AVLinkTextToAudioPipeline(AVLinkTextToSignalPipeline):
     def __call__(self, prompt=None, negative_prompt=None, audio_length_in_s: float | None = None, num_audios_per_prompt: int = 1,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None, generator=None, latents=None,
                  output_type: str = "np", return_dict: bool = True, callback_on_step_end=None,
-                 callback_on_step_end_tensor_inputs=("latents",), max_sequence_length: int | None = None):
-        """`audio_length_in_s` defaults to the trained clip length; output as for `AVLinkV2APipeline`."""
-        return self.generate_from_text(prompt, negative_prompt, audio_length_in_s, num_audios_per_prompt, num_inference_steps,
-                                       guidance_scale, generator, latents, output_type, return_dict, callback_on_step_end,
-                                       callback_on_step_end_tensor_inputs, max_sequence_length)
+                 callback_on_step_end_tensor_inputs=("latents",), max_sequence_length: int | None = None, sigmas=None,
+                 prompt_embeds=None, prompt_attention_mask=None, negative_prompt_embeds=None,
+                 negative_prompt_attention_mask=None):
+        """`audio_length_in_s` defaults to the trained clip length; other arguments as for `AVLinkV2APipeline`."""
+        return self.generate_from_text(
+            prompt=prompt, negative_prompt=negative_prompt, seconds=audio_length_in_s, num_per_prompt=num_audios_per_prompt,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator, latents=latents,
+            output_type=output_type, return_dict=return_dict, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, max_sequence_length=max_sequence_length,
+            sigmas=sigmas, prompt_embeds=prompt_embeds, prompt_attention_mask=prompt_attention_mask,
+            negative_prompt_embeds=negative_prompt_embeds, negative_prompt_attention_mask=negative_prompt_attention_mask,
+        )
