@@ -370,9 +370,11 @@ def check_pipeline_dir(cls, directory: str, accept: Sequence[str] = ()) -> dict:
         value = index.get(component)
         if not isinstance(value, list) or not value or value[0] is None:
             raise CLIError(f"{prefix}: component '{component}' is missing from model_index.json")
+    from .pipelines.folders import component_dir  # an adapter-only folder names where its other components are
+
     for component in sorted(expected):
         value = index.get(component)
-        if isinstance(value, list) and value and value[0] is not None and not os.path.isdir(os.path.join(directory, component)):
+        if isinstance(value, list) and value and value[0] is not None and not os.path.isdir(component_dir(directory, index, component)):
             raise CLIError(f"{prefix}: component folder '{component}' is missing")
     return index
 
@@ -653,7 +655,6 @@ def _add_evaluate_arguments(parser):
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
-    parser.add_argument("--vocoder", choices=["auto", "hifigan", "pipeline"], default="auto")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -670,7 +671,7 @@ def run_evaluate(args) -> int:
         raise CLIError(f"--data {args.data} does not exist (add --make N to create a held-out split)")
     with _quiet_libraries():
         result = run_synthhits(args.model or shipped_models_dir(), args.data, args.out, args.steps, args.guidance, args.seed,
-                               args.limit, args.vocoder, progress=not args.quiet)
+                               args.limit, progress=not args.quiet)
     print(result["table"])
     return _finish(args, f"wrote {args.out}/synthhits.json, .md, .png (vocoder {result['vocoder']})", started)
 
@@ -680,7 +681,6 @@ def _add_demo_arguments(parser):
     parser.add_argument("--model", default=None, help="folder with v2a/ and a2v/ (default: the shipped SynthHits models)")
     parser.add_argument("--seed", type=int, default=2026, help="which held-out clip")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--vocoder", choices=["auto", "hifigan", "pipeline"], default="auto")
 
 
 @subcommand("demo", help="run the shipped SynthHits V2A and A2V models on a new clip (offline)", arguments=_add_demo_arguments)
@@ -689,7 +689,7 @@ def run_demo(args) -> int:
 
     started = time.perf_counter()
     with _quiet_libraries():
-        demo(args.out, args.model, args.seed, args.steps, args.vocoder)
+        demo(args.out, args.model, args.seed, args.steps)
     return _finish(args, f"demo written to {args.out}/", started)
 
 

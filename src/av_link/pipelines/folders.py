@@ -18,7 +18,7 @@ COMPONENTS_FROM = "_components_from"
 # diffusers records where a pipeline/component was loaded from; in a saved folder that is the build machine's path
 SOURCE_KEY = "_name_or_path"
 CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json")
-LOADING_KWARGS = ("torch_dtype", "local_files_only", "use_safetensors", "low_cpu_mem_usage", "variant", "cache_dir",
+LOADING_KWARGS = ("torch_dtype", "dtype", "local_files_only", "use_safetensors", "low_cpu_mem_usage", "variant", "cache_dir",
                   "token", "revision", "device_map")
 
 
@@ -58,6 +58,19 @@ def mark_adapter_only(folder, components_from: str, removed: list[str]) -> None:
     _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(COMPONENTS_FROM, components_from))
 
 
+def save_component(folder, name: str, module) -> None:
+    """Write `module` as component `name` of the pipeline folder `folder` (replacing the saved one)."""
+    import shutil
+
+    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    module.save_pretrained(os.path.join(folder, name))
+    drop_source_paths(folder)
+    entry = [type(module).__module__.split(".")[0], type(module).__name__]
+    if entry[0] == "av_link":  # av-link's own classes are recorded by module, like diffusers does for them
+        entry[0] = type(module).__module__
+    _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(name, entry))
+
+
 def component_dir(folder, index: dict, name: str) -> str:
     """The folder that holds component `name`: `folder/name`, or the one `_components_from` names."""
     own = os.path.join(folder, name)
@@ -70,12 +83,18 @@ def shared_components(cls, folder, kwargs: dict) -> dict:
     """The components an adapter-only `folder` does not hold, loaded from the folder it names (none are loaded
     that the caller passes in `kwargs`)."""
     index = read_index(folder) if os.path.isdir(str(folder)) else None
-    if not index or not index.get(COMPONENTS_FROM):
+    if not index:
         return {}
     names = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None]
     missing = [k for k in names if k not in kwargs and not os.path.isdir(os.path.join(folder, k))]
     if not missing:
         return {}
+    if not index.get(COMPONENTS_FROM):
+        raise ValueError(
+            f"{folder} lacks the component folders {missing}. If it is an adapter-only folder (as "
+            f"scripts/ship_synthhits_models.py wrote them before), add \"{COMPONENTS_FROM}\": \"../v2a\" (the folder that "
+            f"holds them, relative to this one) to its model_index.json, or pass the components to from_pretrained."
+        )
     base = os.path.normpath(os.path.join(folder, index[COMPONENTS_FROM]))
     if read_index(base) is None:
         raise ValueError(
