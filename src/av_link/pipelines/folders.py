@@ -114,7 +114,7 @@ def shared_components(cls, folder, kwargs: dict) -> dict:
 def source_training_info(pipe) -> dict | None:
     """The training facts of the av-link model card in the folder `pipe` was loaded from, if any."""
     folder = pipe.config.get(SOURCE_KEY)
-    path = os.path.join(folder, "README.md") if isinstance(folder, str) else ""
+    path = os.path.join(folder, "README.md") if isinstance(folder, (str, os.PathLike)) else ""
     if not os.path.isfile(path):
         return None
     from .model_card import read_training_info
