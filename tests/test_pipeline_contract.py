@@ -17,22 +17,9 @@ from diffusers.callbacks import SDCFGCutoffCallback
 
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from av_link.evaluation import shipped_models_dir
-from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
+from conftest import tiny_pipeline
 
-from conftest import randomize_
-
-AUDIO_ONLY = ("audio_transformer", "scheduler", "text_encoder", "tokenizer", "audio_frontend", "vocoder")
-VIDEO_ONLY = ("video_transformer", "scheduler", "text_encoder", "tokenizer")
-
-
-def make(cls, seed=0):
-    components = tiny_components(seed)
-    randomize_(components["fusion_adapter"], 0.05, seed)  # a fusion path that really changes the result
-    if cls is AVLinkTextToAudioPipeline:
-        return cls(**{k: components[k] for k in AUDIO_ONLY}, num_inference_steps=4, clip_seconds=2.0)
-    if cls is AVLinkTextToVideoPipeline:
-        return cls(**{k: components[k] for k in VIDEO_ONLY}, num_inference_steps=4, height=16, width=16, clip_seconds=2.0)
-    return cls(**components, **TINY_PIPELINE_CONFIG)
+make = tiny_pipeline
 
 
 def video(frames=6, seed=0):

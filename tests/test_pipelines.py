@@ -5,16 +5,12 @@ import torch
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from av_link.pipelines.windows import plan_windows, window_weights
 from av_link.utils.media_io import write_video, write_wav
-from av_link.utils.tiny import TINY_PIPELINE_CONFIG, tiny_components
+from av_link.utils.tiny import tiny_components
 
-from conftest import randomize_
+from conftest import tiny_pipeline
 
 
-def _pipe(cls, seed=0, **config):
-    components = tiny_components(seed)
-    # Random (not zero) adapter gates, so the fusion path really changes the result.
-    randomize_(components["fusion_adapter"], 0.05, seed)
-    return cls(**components, **{**TINY_PIPELINE_CONFIG, **config})
+_pipe = tiny_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Audio-to-video: `AVLinkA2VPipeline.from_pretrained(dir)(audio=...)`."""
 
-from .pipeline_av_link_cross_modal import AVLinkCrossModalPipeline
+from .pipeline_av_link_base import passed_on
+from .pipeline_av_link_cross_modal import CALL_ARGUMENTS, AVLinkCrossModalPipeline
 
 
 class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
@@ -60,14 +61,5 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
         Returns:
             `AVLinkVideoPipelineOutput` with `frames` covering the same seconds as each audio, and `fps`.
         """
-        return self.generate(
-            conditioning_input=audio, conditioning_rate=sample_rate, prompt=prompt, conditioning_prompt=conditioning_prompt,
-            negative_prompt=negative_prompt, num_per_prompt=num_videos_per_prompt, num_inference_steps=num_inference_steps,
-            sigmas=sigmas, guidance_scale=guidance_scale, conditioning_timestep=conditioning_timestep, generator=generator,
-            latents=latents, prompt_embeds=prompt_embeds, prompt_attention_mask=prompt_attention_mask,
-            negative_prompt_embeds=negative_prompt_embeds, negative_prompt_attention_mask=negative_prompt_attention_mask,
-            conditioning_prompt_embeds=conditioning_prompt_embeds,
-            conditioning_prompt_attention_mask=conditioning_prompt_attention_mask, output_type=output_type,
-            return_dict=return_dict, callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, max_sequence_length=max_sequence_length,
-        )
+        return self.generate(conditioning_input=audio, conditioning_rate=sample_rate, num_per_prompt=num_videos_per_prompt,
+                             **passed_on(locals(), CALL_ARGUMENTS))

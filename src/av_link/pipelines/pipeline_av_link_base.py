@@ -51,6 +51,11 @@ def as_prompt_list(prompt, batch_size: int, name: str) -> list[str]:
     return prompt
 
 
+def passed_on(arguments: dict, names) -> dict:
+    """The `__call__` arguments (its `locals()`) that go on to the shared sampler under the same names."""
+    return {name: arguments[name] for name in names}
+
+
 def set_scheduler_timesteps(scheduler, num_inference_steps: int, sigmas, device) -> torch.Tensor:
     """The paper's uniform grid (or `sigmas`) for schedulers that take sigmas, the scheduler's own grid otherwise."""
     if "sigmas" in inspect.signature(scheduler.set_timesteps).parameters:

@@ -10,6 +10,12 @@ from ..schedulers.flow_time import noisy_sample
 from .inputs import prepare_audio, prepare_video, split_inputs
 from .pipeline_av_link_base import TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
 
+# V2A's and A2V's `__call__` arguments that `generate` takes under the same name (the rest are renamed)
+CALL_ARGUMENTS = ("prompt", "conditioning_prompt", "negative_prompt", "num_inference_steps", "sigmas", "guidance_scale",
+                  "conditioning_timestep", "generator", "latents", "output_type", "return_dict", "callback_on_step_end",
+                  "callback_on_step_end_tensor_inputs", "max_sequence_length", *TEXT_INPUTS, "conditioning_prompt_embeds",
+                  "conditioning_prompt_attention_mask")
+
 
 @dataclass
 class ConditioningItem:

@@ -5,6 +5,11 @@ import torch
 from .pipeline_av_link_base import TEXT_INPUTS, AVLinkPipelineBase
 from .windows import plan_windows
 
+# text-to-audio's and text-to-video's `__call__` arguments that `generate_from_text` takes under the same name
+CALL_ARGUMENTS = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "generator", "latents", "output_type",
+                  "return_dict", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "max_sequence_length",
+                  "sigmas", *TEXT_INPUTS)
+
 
 class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
     """One backbone, classifier-free guidance against the negative (default empty) prompt. Users run it

@@ -1,6 +1,7 @@
 """Text-to-video with the frozen video backbone alone."""
 
-from .pipeline_av_link_text_to_signal import AVLinkTextToSignalPipeline
+from .pipeline_av_link_base import passed_on
+from .pipeline_av_link_text_to_signal import CALL_ARGUMENTS, AVLinkTextToSignalPipeline
 
 
 class AVLinkTextToVideoPipeline(AVLinkTextToSignalPipeline):
@@ -24,11 +25,4 @@ class AVLinkTextToVideoPipeline(AVLinkTextToSignalPipeline):
                  prompt_embeds=None, prompt_attention_mask=None, negative_prompt_embeds=None,
                  negative_prompt_attention_mask=None):
         """`duration_in_s` defaults to the trained clip length; other arguments as for `AVLinkA2VPipeline`."""
-        return self.generate_from_text(
-            prompt=prompt, negative_prompt=negative_prompt, seconds=duration_in_s, num_per_prompt=num_videos_per_prompt,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator, latents=latents,
-            output_type=output_type, return_dict=return_dict, callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, max_sequence_length=max_sequence_length,
-            sigmas=sigmas, prompt_embeds=prompt_embeds, prompt_attention_mask=prompt_attention_mask,
-            negative_prompt_embeds=negative_prompt_embeds, negative_prompt_attention_mask=negative_prompt_attention_mask,
-        )
+        return self.generate_from_text(seconds=duration_in_s, num_per_prompt=num_videos_per_prompt, **passed_on(locals(), CALL_ARGUMENTS))

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 import numpy as np
-import PIL.Image
 import torch
 from diffusers.utils import BaseOutput
 
