@@ -226,7 +226,8 @@ def sample(pipe, cond_input, rate, steps: int, guidance: float, *, uncond_alone:
     audio_model, video_model, adapter = pipe.audio_transformer, pipe.video_transformer, pipe.fusion_adapter
     models = {"audio": audio_model, "video": video_model}
     t_c = pipe.config.conditioning_timestep
-    signal, _, num_video_frames, num_audio_frames = pipe.prepare_conditioning(cond_input, rate)
+    item = pipe.prepare_conditioning(cond_input, rate)[0]
+    signal, num_video_frames, num_audio_frames = item.signal, item.num_video_frames, item.num_audio_frames
     width = audio_model.config.text_dim
     text, cond_text, empty = fake_text(1, text_tokens, width), fake_text(1, text_tokens, width), fake_text(1, 1, width)
     signal = signal.to(META)
@@ -283,7 +284,8 @@ def measure(direction: str, steps, guidance: float, text_tokens: int, extrapolat
     cls = AVLinkV2APipeline if direction == "v2a" else AVLinkA2VPipeline
     pipe = paper_pipeline(cls, text_tokens)
     kwargs, cond_input, rate = paper_input(direction)
-    signal, seconds, num_video_frames, num_audio_frames = pipe.prepare_conditioning(cond_input, rate)
+    item = pipe.prepare_conditioning(cond_input, rate)[0]
+    seconds, num_video_frames, num_audio_frames = item.seconds, item.num_video_frames, item.num_audio_frames
     vcfg, acfg = pipe.video_transformer.config, pipe.audio_transformer.config
     video_tokens = num_video_frames * -(-PAPER["height"] // vcfg.patch_size[1]) * -(-PAPER["width"] // vcfg.patch_size[2])
     audio_tokens = -(-num_audio_frames // acfg.patch_size)
