@@ -14,7 +14,7 @@ Method
   with `output_type="latent"`, on a paper clip (video 31 frames of 64x36 px at 6 fps = 5.17 s, the matching
   mel of 445 frames at 22050/256 frames/s; A2V: 5.17 s of 22.05 kHz audio -> 444 mel frames). Two
   substitutions, neither of which changes a counted FLOP of the denoiser:
-    - `encode_prompt` returns random (meta) T5-XXL-width states, (B, 32, 4096) for a non-empty prompt and
+    - `_get_prompt_embeds` returns random (meta) T5-XXL-width states, (B, 32, 4096) for a non-empty prompt and
       (B, 1, 4096) for the empty negative prompt (ByT5/T5 encode "" as the single EOS token), with no mask
       (a mask changes no matmul FLOPs). The text encoder itself is not counted in either sampler.
     - the scheduler keeps its time grid on the CPU (a meta grid cannot be indexed by value); its Euler
@@ -59,7 +59,7 @@ from av_link.models.fusion import AVLinkFusionAdapter
 from av_link.models.joint import embed_prefix, joint_forward
 from av_link.models.transformer_audio import AVLinkAudioTransformer
 from av_link.models.transformer_video import AVLinkVideoTransformer
-from av_link.schedulers import FlowMatchEulerScheduler
+from av_link.schedulers import FlowMatchEulerScheduler, noisy_sample, scheduler_output, time_from_timestep
 
 META = torch.device("meta")
 
@@ -71,8 +71,8 @@ PROMPT = "a hammer hits a metal plate"
 class CPUGridScheduler(FlowMatchEulerScheduler):
     """`FlowMatchEulerScheduler` whose time grid stays on the CPU (a meta grid can't be looked up by value)."""
 
-    def set_timesteps(self, num_inference_steps=None, device=None, times=None):
-        super().set_timesteps(num_inference_steps, device="cpu", times=times)
+    def set_timesteps(self, num_inference_steps=None, device=None, **kwargs):
+        super().set_timesteps(num_inference_steps, device="cpu", **kwargs)
 
 
 def fake_text(batch: int, tokens: int, width: int) -> torch.Tensor:
@@ -96,11 +96,11 @@ def paper_pipeline(cls, text_tokens: int):
     )
     width = audio.config.text_dim
 
-    def encode_prompt(prompts, device=None, max_sequence_length=None):
+    def get_prompt_embeds(prompts, device=None, max_sequence_length=None):
         length = max(text_tokens if p else 1 for p in prompts)  # "" -> the EOS token alone
         return fake_text(len(prompts), length, width), None
 
-    pipe.encode_prompt = encode_prompt
+    pipe._get_prompt_embeds = get_prompt_embeds
     pipe.set_progress_bar_config(disable=True)
     register_groups(pipe)
     return pipe
@@ -226,11 +226,12 @@ def sample(pipe, cond_input, rate, steps: int, guidance: float, *, uncond_alone:
     audio_model, video_model, adapter = pipe.audio_transformer, pipe.video_transformer, pipe.fusion_adapter
     models = {"audio": audio_model, "video": video_model}
     t_c = pipe.config.conditioning_timestep
-    signal, _, num_video_frames, num_audio_frames = pipe.prepare_conditioning(cond_input, rate)
+    item = pipe.prepare_conditioning(cond_input, rate)[0]
+    signal, num_video_frames, num_audio_frames = item.signal, item.num_video_frames, item.num_audio_frames
     width = audio_model.config.text_dim
     text, cond_text, empty = fake_text(1, text_tokens, width), fake_text(1, text_tokens, width), fake_text(1, 1, width)
     signal = signal.to(META)
-    noisy = FlowMatchEulerScheduler.add_noise(signal, torch.randn_like(signal), t_c)
+    noisy = noisy_sample(signal, torch.randn_like(signal), t_c)
     if gen == "audio":
         shape = (1, num_audio_frames, audio_model.config.in_channels)
     else:
@@ -249,14 +250,14 @@ def sample(pipe, cond_input, rate, steps: int, guidance: float, *, uncond_alone:
         )
         return getattr(out, gen)
 
-    for t in scheduler.timesteps:
-        t = t.expand(1)
+    for timestep in scheduler.timesteps:
+        t = time_from_timestep(timestep).expand(1)
         v_cond = joint(x, t, text, cond_text, cond_state, skip_dead)
         if uncond_alone:
             v_uncond = models[gen](x, t, empty).sample
         else:
             v_uncond = joint(x, t, empty, empty, noisy, skip_dead)
-        x = scheduler.step(v_uncond + guidance * (v_cond - v_uncond), t, x).prev_sample
+        x = scheduler.step(scheduler_output(v_uncond + guidance * (v_cond - v_uncond)), timestep, x).prev_sample
     return x
 
 
@@ -283,7 +284,8 @@ def measure(direction: str, steps, guidance: float, text_tokens: int, extrapolat
     cls = AVLinkV2APipeline if direction == "v2a" else AVLinkA2VPipeline
     pipe = paper_pipeline(cls, text_tokens)
     kwargs, cond_input, rate = paper_input(direction)
-    signal, seconds, num_video_frames, num_audio_frames = pipe.prepare_conditioning(cond_input, rate)
+    item = pipe.prepare_conditioning(cond_input, rate)[0]
+    seconds, num_video_frames, num_audio_frames = item.seconds, item.num_video_frames, item.num_audio_frames
     vcfg, acfg = pipe.video_transformer.config, pipe.audio_transformer.config
     video_tokens = num_video_frames * -(-PAPER["height"] // vcfg.patch_size[1]) * -(-PAPER["width"] // vcfg.patch_size[2])
     audio_tokens = -(-num_audio_frames // acfg.patch_size)

@@ -41,6 +41,7 @@ import torch
 from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
 from av_link.models.joint import embed_prefix, joint_forward
 from av_link.pipelines.inputs import prepare_audio
+from av_link.schedulers import noisy_sample, scheduler_output, time_from_timestep
 from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
 PROMPT = "a hammer hits a metal plate"
@@ -92,12 +93,12 @@ def run_bare(c: dict, direction, x, steps, guidance, output_type, seed=0):
         gen_name, cond_name, gen_model, cond_model, t_c = "video", "audio", video_model, audio_model, 0.8
         signal = frontend.normalize(frontend(torch.from_numpy(x)))
         shape = (1, 3, round(SECONDS * 6), TINY_PIPELINE_CONFIG["height"], TINY_PIPELINE_CONFIG["width"])
-    noisy = scheduler.add_noise(signal, torch.randn(signal.shape, generator=gen), t_c)
+    noisy = noisy_sample(signal, torch.randn(signal.shape, generator=gen), t_c)
     latents = torch.randn(shape, generator=gen)
     prefix = embed_prefix(cond_model, adapter, cond_name, noisy, t_c, cond_text, cond_mask)
     scheduler.set_timesteps(steps)
     for t in scheduler.timesteps:
-        tt = t.expand(1)
+        tt = time_from_timestep(t).expand(1)
         inputs, times = {gen_name: latents, cond_name: prefix}, {gen_name: tt, cond_name: t_c}
         out = joint_forward(
             audio_model, video_model, adapter, audio=inputs["audio"], video=inputs["video"],
@@ -108,7 +109,7 @@ def run_bare(c: dict, direction, x, steps, guidance, output_type, seed=0):
         )
         v = getattr(out, gen_name)
         v_uncond = gen_model(latents, tt, neg_text, neg_mask).sample
-        latents = scheduler.step(v_uncond + guidance * (v - v_uncond), t, latents).prev_sample
+        latents = scheduler.step(scheduler_output(v_uncond + guidance * (v - v_uncond)), t, latents).prev_sample
     if output_type == "latent":
         return latents
     if direction == "v2a":

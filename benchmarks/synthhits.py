@@ -33,7 +33,6 @@ def main():
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vocoder", default="auto", choices=["auto", "hifigan", "pipeline"])
     parser.add_argument("--directions", nargs="+", default=["v2a", "a2v"], choices=["v2a", "a2v"])
     parser.add_argument("--no_kind", action="store_true", help="skip the V2A run with empty prompts (kind accuracy)")
     args = parser.parse_args()
@@ -47,7 +46,7 @@ def main():
                 make_synthhits_v2_dataset(data, args.clips, split=split)
         started = time.perf_counter()
         result = run_synthhits(args.model, data, args.out, args.steps, args.guidance, args.seed, limit=args.clips,
-                               vocoder=args.vocoder, name=f"synthhits_{split}", directions=tuple(args.directions), kind_run=not args.no_kind)
+                               name=f"synthhits_{split}", directions=tuple(args.directions), kind_run=not args.no_kind)
         print(f"== {split} ({args.clips} clips, vocoder {result['vocoder']}, {time.perf_counter() - started:.0f} s)\n"
               f"{result['table']}\n")
 

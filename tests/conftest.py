@@ -13,6 +13,23 @@ def randomize_(module: torch.nn.Module, std: float = 0.2, seed: int = 0) -> torc
     return module
 
 
+def tiny_pipeline(cls, seed: int = 0, **config):
+    """A tiny cross-modal pipeline whose adapter gates are random (not zero), so the fusion path really changes the
+    result; text-to-audio/video pipelines get their backbone's components."""
+    from av_link import AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline
+    from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
+
+    components = tiny_components(seed)
+    randomize_(components["fusion_adapter"], 0.05, seed)
+    if cls is AVLinkTextToAudioPipeline:
+        keep = ("audio_transformer", "scheduler", "text_encoder", "tokenizer", "audio_frontend", "vocoder")
+        return cls(**{k: components[k] for k in keep}, num_inference_steps=4, clip_seconds=2.0, **config)
+    if cls is AVLinkTextToVideoPipeline:
+        keep = ("video_transformer", "scheduler", "text_encoder", "tokenizer")
+        return cls(**{k: components[k] for k in keep}, num_inference_steps=4, height=16, width=16, clip_seconds=2.0, **config)
+    return cls(**components, **{**TINY_PIPELINE_CONFIG, **config})
+
+
 @pytest.fixture
 def tiny_models():
     torch.manual_seed(0)

@@ -125,12 +125,16 @@ def test_input_validation(mel_fn):
 def test_save_load_round_trip(tmp_path):
     mel_fn = AVLinkMelSpectrogram(mel_mean=-4.0, mel_std=2.0)
     mel_fn.save_pretrained(tmp_path / "mel")
-    loaded = AVLinkMelSpectrogram.from_pretrained(tmp_path / "mel", torch_dtype=torch.float16)
+    loaded = AVLinkMelSpectrogram.from_pretrained(tmp_path / "mel")
     x = torch.randn(2, 5000, generator=torch.Generator().manual_seed(0)) * 0.1
     assert loaded.config.mel_mean == -4.0 and not loaded.training
     assert torch.equal(loaded(x), mel_fn(x))
-    loaded.to(torch.float16)  # pipeline-wide casts leave the float32 filterbank untouched
-    assert loaded.mel_basis.dtype == torch.float32 and torch.equal(loaded(x), mel_fn(x))
+    # A half-precision module reports and returns float16, computed from the untouched float32 filterbank.
+    half = AVLinkMelSpectrogram.from_pretrained(tmp_path / "mel", torch_dtype=torch.float16)
+    assert half.dtype == torch.float16 and half.mel_basis.dtype == torch.float32
+    assert torch.equal(half(x), mel_fn(x).half())
+    loaded.to(torch.float16).to(torch.float32)  # and a cast back restores it exactly
+    assert loaded.dtype == torch.float32 and torch.equal(loaded(x), mel_fn(x))
 
     vocoder = GriffinLimVocoder(n_iter=4)
     vocoder.save_pretrained(tmp_path / "voc")

@@ -29,7 +29,7 @@ def heldout(tmp_path_factory):
 
 
 def test_benchmark_scores_every_method(models, heldout, tmp_path):
-    result = run_synthhits(str(models), str(heldout), str(tmp_path), progress=False, vocoder="pipeline")
+    result = run_synthhits(str(models), str(heldout), str(tmp_path), progress=False)
     summary = result["summary"]
     assert set(summary) == {"V2A", "V2A (empty prompts)", "text-only audio", "A2V", "text-only video", "ground-truth audio",
                             "ground-truth video", "periodic clicks", "silence", "periodic flashes"}
@@ -53,7 +53,7 @@ def test_benchmark_scores_every_method(models, heldout, tmp_path):
 
 def test_v1_folders_are_scored_with_the_flash_detector(models, tmp_path):
     v1 = make_synthetic_dataset(tmp_path / "v1", num_clips=1, seed=99, progress=False)
-    summary = run_synthhits(str(models), str(v1), str(tmp_path), progress=False, vocoder="pipeline")["summary"]
+    summary = run_synthhits(str(models), str(v1), str(tmp_path), progress=False)["summary"]
     assert summary["ground-truth video"]["event_acc"] == 1.0 and "contact_acc" not in summary["ground-truth video"]
 
 
@@ -69,7 +69,7 @@ def test_load_pipelines_accepts_one_direction(models):
 def test_evaluate_command(models, tmp_path, capsys):
     data = tmp_path / "heldout"
     code = main(["evaluate", "--model", str(models), "--data", str(data), "--make", "1", "--out", str(tmp_path / "eval"),
-                 "--quiet", "--vocoder", "pipeline"])
+                 "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
     assert "| V2A |" in out and "synthhits.json" in out
@@ -79,7 +79,7 @@ def test_evaluate_command(models, tmp_path, capsys):
 
 def test_demo_command(models, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--model", str(models), "--out", str(out), "--vocoder", "pipeline"]) == 0
+    assert main(["demo", "--model", str(models), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "V2A: onset acc" in printed and "A2V: event-time acc" in printed and "vocoder: GriffinLimVocoder" in printed
     metrics = json.loads((out / "metrics.json").read_text())

@@ -57,10 +57,13 @@ def test_video_is_resized_to_cover_and_centre_cropped():
 
 def test_float_and_tensor_video_inputs():
     array = np.random.default_rng(0).random((6, 16, 16, 3)).astype(np.float32)
-    from_array, _ = prepare_video(array, None, 6, 16, 16)
-    from_tensor, _ = prepare_video(torch.from_numpy(array).permute(3, 0, 1, 2)[None], None, 6, 16, 16)
+    from_array, _ = prepare_video(array, 6, 6, 16, 16)
+    from_tensor, _ = prepare_video(torch.from_numpy(array).permute(3, 0, 1, 2)[None], 6, 6, 16, 16)
     torch.testing.assert_close(from_array, from_tensor)
     torch.testing.assert_close(from_array, torch.from_numpy(array).permute(3, 0, 1, 2)[None] * 2 - 1)
+    for frames in (array, torch.from_numpy(array).permute(3, 0, 1, 2)[None]):  # frames in memory carry no rate
+        with pytest.raises(ValueError, match="pass video_fps="):
+            prepare_video(frames, None, 6, 16, 16)
 
 
 def test_audio_becomes_mono_at_the_model_rate():

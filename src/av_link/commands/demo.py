@@ -12,7 +12,6 @@ def _add_demo_arguments(parser):
     parser.add_argument("--model", default=None, help="folder with v2a/ and a2v/ (default: the shipped SynthHits models)")
     parser.add_argument("--seed", type=int, default=2026, help="which held-out clip")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--vocoder", choices=["auto", "hifigan", "pipeline"], default="auto")
 
 
 @subcommand("demo", help="run the shipped SynthHits V2A and A2V models on a new clip (offline)", arguments=_add_demo_arguments)
@@ -21,5 +20,5 @@ def run_demo(args) -> int:
 
     started = time.perf_counter()
     with _quiet_libraries():
-        demo(args.out, args.model, args.seed, args.steps, args.vocoder)
+        demo(args.out, args.model, args.seed, args.steps)
     return _finish(args, f"demo written to {args.out}/", started)

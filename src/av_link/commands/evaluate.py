@@ -18,7 +18,6 @@ def _add_evaluate_arguments(parser):
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
-    parser.add_argument("--vocoder", choices=["auto", "hifigan", "pipeline"], default="auto")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -35,6 +34,6 @@ def run_evaluate(args) -> int:
         raise CLIError(f"--data {args.data} does not exist (add --make N to create a held-out split)")
     with _quiet_libraries():
         result = run_synthhits(args.model or shipped_models_dir(), args.data, args.out, args.steps, args.guidance, args.seed,
-                               args.limit, args.vocoder, progress=not args.quiet)
+                               args.limit, progress=not args.quiet)
     print(result["table"])
     return _finish(args, f"wrote {args.out}/synthhits.json, .md, .png (vocoder {result['vocoder']})", started)

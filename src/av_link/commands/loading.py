@@ -99,9 +99,11 @@ def check_pipeline_dir(cls, directory: str, accept: Sequence[str] = ()) -> dict:
         value = index.get(component)
         if not isinstance(value, list) or not value or value[0] is None:
             raise CLIError(f"{prefix}: component '{component}' is missing from model_index.json")
+    from ..pipelines.folders import component_dir  # an adapter-only folder names where its other components are
+
     for component in sorted(expected):
         value = index.get(component)
-        if isinstance(value, list) and value and value[0] is not None and not os.path.isdir(os.path.join(directory, component)):
+        if isinstance(value, list) and value and value[0] is not None and not os.path.isdir(component_dir(directory, index, component)):
             raise CLIError(f"{prefix}: component folder '{component}' is missing")
     return index
 

@@ -74,19 +74,34 @@ class ConfigOnlyModelMixin(ModelMixin):
     """A `ModelMixin` whose state is entirely determined by its config (no persistent tensors).
 
     `save_pretrained` then writes only `config.json`, and diffusers' `from_pretrained` would fail looking for
-    a weights file, so loading rebuilds the module from the config instead. Buffers stay float32 through
-    `.to(dtype)` / `.half()`: these modules compute in float32 whatever dtype the pipeline runs in, and a
-    half-precision filterbank would only lose accuracy.
+    a weights file, so loading rebuilds the module from the config instead.
+
+    Dtype: `.to(dtype)` / `.half()` / `from_pretrained(torch_dtype=...)` set the dtype the module reports and
+    returns its results in, so `pipe.to(torch.float16)` is reported truthfully; the filterbanks stay float32 and
+    the computation runs in float32 (a half-precision filterbank or STFT would only lose accuracy), and casting
+    back to float32 restores exactly the original module.
     """
 
+    _DTYPE_TRACKER = "_dtype_tracker"
+
+    def __init__(self):
+        super().__init__()
+        # Registered first, so diffusers' `dtype` / `device` (first floating buffer) read it.
+        self.register_buffer(self._DTYPE_TRACKER, torch.zeros(()), persistent=False)
+
     def _apply(self, fn, recurse=True):
-        originals = {name: buf for name, buf in self._buffers.items() if buf is not None and buf.is_floating_point()}
+        originals = {name: buf for name, buf in self._buffers.items()
+                     if buf is not None and buf.is_floating_point() and name != self._DTYPE_TRACKER}
         super()._apply(fn, recurse)
         for name, original in originals.items():
             moved = self._buffers[name]
             if moved.dtype != original.dtype:  # follow device moves, undo dtype casts (from the exact original)
                 self._buffers[name] = original.to(device=moved.device)
         return self
+
+    def to_output_dtype(self, x: torch.Tensor) -> torch.Tensor:
+        """A float32 result in the module's dtype (a float32 module keeps float64 results float64)."""
+        return x if self.dtype == torch.float32 else x.to(self.dtype)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs):
@@ -96,6 +111,9 @@ class ConfigOnlyModelMixin(ModelMixin):
         device_map = kwargs.get("device_map")
         if isinstance(device_map, (str, torch.device)) and str(device_map) not in ("auto", "balanced"):
             model.to(device_map)
+        dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
+        if isinstance(dtype, torch.dtype):
+            model.to(dtype)
         return model.eval()
 
 
@@ -202,7 +220,7 @@ class AVLinkMelSpectrogram(ConfigOnlyModelMixin, ConfigMixin):
         dtype = torch.promote_types(waveform.dtype, torch.float32)
         mag = self.magnitude(waveform.to(dtype))
         mel = torch.matmul(self.mel_basis.to(dtype), mag)
-        log_mel = torch.log(torch.clamp(mel, min=self.config.log_clamp)).transpose(1, 2)
+        log_mel = self.to_output_dtype(torch.log(torch.clamp(mel, min=self.config.log_clamp)).transpose(1, 2))
         return log_mel if batched else log_mel.squeeze(0)
 
     def normalize(self, mel: torch.Tensor) -> torch.Tensor:

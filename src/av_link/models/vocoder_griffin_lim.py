@@ -143,7 +143,8 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
             generator (`torch.Generator`, *optional*): seeds the random initial phase (seed 0 if omitted).
 
         Returns:
-            `torch.Tensor`: float32 waveform `(B, T * hop_length)` or `(T * hop_length,)`.
+            `torch.Tensor`: waveform `(B, T * hop_length)` or `(T * hop_length,)`, computed in float32, returned in
+            the module's dtype.
         """
         validate_spectrogram_input(spectrogram, "spectrogram", trailing_dims=2)
         if spectrogram.shape[-1] != self.config.n_mels:
@@ -156,5 +157,5 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
         if spectrogram.shape[1] == 0:
             raise ValueError("spectrogram has zero frames")
         mel = torch.exp(spectrogram.float()).transpose(1, 2)
-        waveform = self.griffin_lim(self.mel_to_magnitude(mel), generator=generator)
+        waveform = self.to_output_dtype(self.griffin_lim(self.mel_to_magnitude(mel), generator=generator))
         return waveform if batched else waveform.squeeze(0)

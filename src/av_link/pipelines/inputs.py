@@ -49,10 +49,12 @@ def prepare_video(video, fps: float | None, target_fps: float, height: int, widt
     input instant lands in one model frame, whatever the input's rate), resize to cover and centre-crop to
     (height, width). Returns the video in [-1, 1] and its duration in seconds.
 
-    `fps` is the input's frame rate; it defaults to the file's own rate, else to `target_fps`.
+    `fps` is the input's frame rate: a file brings its own (`fps` overrides it); frames in memory need it.
     """
     tensor, file_fps = _video_batch(video)
-    fps = float(fps or file_fps or target_fps)
+    if fps is None and file_fps is None:
+        raise ValueError("pass video_fps= with video frames (an array, tensor or list of images); only a file brings its own rate")
+    fps = float(fps if fps is not None else file_fps)
     if fps <= 0:
         raise ValueError(f"video fps must be positive, got {fps}")
     num_frames = tensor.shape[2]
@@ -61,6 +63,21 @@ def prepare_video(video, fps: float | None, target_fps: float, height: int, widt
     tensor = torch.stack([resample_video(item.transpose(0, 1), fps, target_fps, height, width).transpose(0, 1)
                           for item in tensor])
     return tensor * 2 - 1, num_frames / fps
+
+
+def split_inputs(inputs, rates, kind: str) -> list[tuple]:
+    """A list of videos (paths, arrays, tensors or lists of images) or audios -> `[(input, rate), ...]`, one per
+    entry (a stacked tensor stays one entry); `rates` is one rate for all or one per entry. A list of images
+    is one video."""
+    if isinstance(inputs, (list, tuple)) and not inputs:
+        raise ValueError(f"got an empty list of {kind}s")
+    images = kind == "video" and isinstance(inputs, (list, tuple)) and all(isinstance(f, PIL.Image.Image) for f in inputs)
+    entries = list(inputs) if isinstance(inputs, (list, tuple)) and not images else [inputs]
+    if isinstance(rates, (list, tuple)):
+        if len(rates) != len(entries):
+            raise ValueError(f"got {len(rates)} rates for {len(entries)} {kind}s: pass one rate, or one per {kind}")
+        return list(zip(entries, rates))
+    return [(entry, rates) for entry in entries]
 
 
 def prepare_audio(audio, sample_rate: int | None, target_sr: int, min_samples: int) -> torch.Tensor:

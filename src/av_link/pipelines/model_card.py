@@ -51,6 +51,13 @@ def model_card_text(pipe, training_info: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_training_info(path) -> dict | None:
+    """The "## Training" facts of a model card written by `write_model_card` (None if it records none)."""
+    training = ModelCard.load(path).text.split("## Training", 1)[-1]
+    facts = dict(line[4:].split("**: ", 1) for line in training.splitlines() if line.startswith("- **") and "**: " in line)
+    return facts or None
+
+
 def write_model_card(pipe, save_directory, training_info: dict | None = None) -> ModelCard:
     data = ModelCardData(
         library_name="av-link",

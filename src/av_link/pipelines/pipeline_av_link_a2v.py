@@ -1,6 +1,7 @@
 """Audio-to-video: `AVLinkA2VPipeline.from_pretrained(dir)(audio=...)`."""
 
-from .pipeline_av_link_cross_modal import AVLinkCrossModalPipeline
+from .pipeline_av_link_base import passed_on
+from .pipeline_av_link_cross_modal import CALL_ARGUMENTS, AVLinkCrossModalPipeline
 
 
 class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
@@ -25,7 +26,7 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
         prompt=None,
         conditioning_prompt=None,
         negative_prompt=None,
-        sample_rate: int | None = None,
+        sample_rate: int | list[int] | None = None,
         num_videos_per_prompt: int = 1,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
@@ -37,11 +38,19 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs=("latents",),
         max_sequence_length: int | None = None,
+        sigmas=None,
+        prompt_embeds=None,
+        prompt_attention_mask=None,
+        negative_prompt_embeds=None,
+        negative_prompt_attention_mask=None,
+        conditioning_prompt_embeds=None,
+        conditioning_prompt_attention_mask=None,
     ):
         r"""
         Args:
-            audio: a path to a wav or any file with an audio track, or a waveform array/tensor `(samples,)`,
-                `(channels, samples)` or `(batch, channels, samples)` with `sample_rate=`. Mixed to mono and
+            audio: a path to a wav or any file with an audio track, a waveform array/tensor `(samples,)`,
+                `(channels, samples)` or `(batch, channels, samples)` with `sample_rate=`, or a list of such audios
+                (of any lengths and rates; `sample_rate` one for all or one per audio). Mixed to mono and
                 resampled to the model's rate; long inputs are processed in overlapping windows.
             prompt: text for the generated video; `conditioning_prompt`: text for the audio.
             num_videos_per_prompt: samples per input audio.
@@ -50,10 +59,7 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
             Other arguments as for `AVLinkV2APipeline`.
 
         Returns:
-            `AVLinkVideoPipelineOutput` with `frames` covering the same seconds as the audio, and `fps`.
+            `AVLinkVideoPipelineOutput` with `frames` covering the same seconds as each audio, and `fps`.
         """
-        return self.generate(
-            audio, sample_rate, prompt, conditioning_prompt, negative_prompt, num_videos_per_prompt, num_inference_steps,
-            guidance_scale, conditioning_timestep, generator, latents, output_type, return_dict, callback_on_step_end,
-            callback_on_step_end_tensor_inputs, max_sequence_length,
-        )
+        return self.generate(conditioning_input=audio, conditioning_rate=sample_rate, num_per_prompt=num_videos_per_prompt,
+                             **passed_on(locals(), CALL_ARGUMENTS))

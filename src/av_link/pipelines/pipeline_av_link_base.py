@@ -1,22 +1,33 @@
-"""Machinery shared by every av-link pipeline: prompts, noise, the windowed Euler loop, decoding, model cards.
+"""Machinery shared by every av-link pipeline: prompts, noise, the windowed sampling loop, decoding, saving.
 
 A pipeline generates one modality ("audio": normalised log-mel frames `(B, T, n_mels)`, turned into a
 waveform by the vocoder; "video": pixels `(B, 3, F, H, W)` in [-1, 1]) and may be conditioned on the
 other. Subclasses only say which modality they generate and how one model call gives a velocity.
+
+The sampling loop follows diffusers' pipelines (`pipeline_wan.py`): any flow scheduler in diffusers'
+sigma convention steps it, callbacks see the tensors in `_callback_tensor_inputs` and may replace them,
+and `guidance_scale`, `do_classifier_free_guidance`, `num_timesteps`, `current_timestep` and `interrupt`
+are read at every step (so diffusers' stock callbacks, e.g. `SDCFGCutoffCallback`, work).
 """
 
+import inspect
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
+from ..schedulers.flow_time import scheduler_output, time_from_timestep
+from ..schedulers.scheduling_flow_match_euler import paper_sigmas
+from . import folders
 from .pipeline_output import AVLinkAudioPipelineOutput, AVLinkVideoPipelineOutput
 from .windows import Window, plan_windows, window_weights
 
+TEXT_INPUTS = ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds", "negative_prompt_attention_mask")
 AXIS = {"audio": 1, "video": 2}  # the time axis of each modality's tensor
 OUTPUT_TYPES = {"audio": ("np", "pt", "latent"), "video": ("np", "pt", "pil", "latent")}
 
@@ -40,9 +51,26 @@ def as_prompt_list(prompt, batch_size: int, name: str) -> list[str]:
     return prompt
 
 
+def passed_on(arguments: dict, names) -> dict:
+    """The `__call__` arguments (its `locals()`) that go on to the shared sampler under the same names."""
+    return {name: arguments[name] for name in names}
+
+
+def set_scheduler_timesteps(scheduler, num_inference_steps: int, sigmas, device) -> torch.Tensor:
+    """The paper's uniform grid (or `sigmas`) for schedulers that take sigmas, the scheduler's own grid otherwise."""
+    if "sigmas" in inspect.signature(scheduler.set_timesteps).parameters:
+        sigmas = paper_sigmas(num_inference_steps) if sigmas is None else sigmas
+        scheduler.set_timesteps(sigmas=sigmas, device=device)
+    elif sigmas is not None:
+        raise ValueError(f"{type(scheduler).__name__} does not take custom sigmas")
+    else:
+        scheduler.set_timesteps(num_inference_steps, device=device)
+    return scheduler.timesteps
+
+
 class AVLinkPipelineBase(DiffusionPipeline):
     generated: str = "audio"  # the modality this pipeline generates
-    _callback_tensor_inputs = ["latents"]
+    _callback_tensor_inputs = ["latents", *TEXT_INPUTS]
 
     def register_sampling_config(self, num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds,
                                  max_sequence_length, **extra):
@@ -61,6 +89,28 @@ class AVLinkPipelineBase(DiffusionPipeline):
             raise ValueError(f"the vocoder runs at {getattr(vocoder.config, 'sampling_rate', None)} Hz but the audio front end at "
                              f"{audio_frontend.config.sample_rate} Hz: they must match")
 
+    # -- diffusers' call-state properties ----------------------------------------------------
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        # diffusers' convention: a scale of 1 or less is no guidance (and a callback may set 0 to stop it)
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def current_timestep(self):
+        return getattr(self, "_current_timestep", None)
+
+    @property
+    def interrupt(self) -> bool:
+        return getattr(self, "_interrupt", False)
+
     # -- sizes -------------------------------------------------------------------------
     @property
     def video_fps(self) -> float:
@@ -75,49 +125,98 @@ class AVLinkPipelineBase(DiffusionPipeline):
         return int(self.audio_frontend.config.sample_rate)
 
     # -- text ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode_prompt(self, prompt: list[str], device=None, max_sequence_length: int | None = None):
+    def _get_prompt_embeds(self, prompts: list[str], device, max_sequence_length: int | None):
         """T5 (or any transformers encoder) hidden states `(B, L, text_dim)` and the token mask `(B, L)`."""
-        device = device or self._execution_device
         tokens = self.tokenizer(
-            prompt, padding="longest", truncation=True, return_tensors="pt",
+            prompts, padding="longest", truncation=True, return_tensors="pt",
             max_length=max_sequence_length or self.config.max_sequence_length,
         )
         mask = tokens.attention_mask.to(device)
         hidden = self.text_encoder(tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
         return hidden, mask.bool()
 
+    @torch.no_grad()
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        do_classifier_free_guidance: bool = True,
+        num_per_prompt: int = 1,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        max_sequence_length: int | None = None,
+        device=None,
+        dtype=None,
+    ):
+        r"""Encode text for the generated modality's backbone (also usable on its own, as in diffusers).
+
+        Args:
+            prompt: a string or a list; `prompt_embeds` (`(B, L, text_dim)`, with an optional boolean
+                `prompt_attention_mask` `(B, L)`) instead of text.
+            negative_prompt: text of the unconditional branch, "" (the paper's choice) by default; or
+                `negative_prompt_embeds` / `negative_prompt_attention_mask`. Encoded only with
+                `do_classifier_free_guidance`.
+            num_per_prompt: each row is repeated this many times.
+
+        Returns:
+            `(prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask)`;
+            the negative pair is `(None, None)` without guidance.
+        """
+        device = device or self._execution_device
+        if prompt_embeds is None:
+            prompts = as_prompt_list(prompt, 1, "prompt") if prompt is None or isinstance(prompt, str) else list(prompt)
+            if not prompts or not all(isinstance(p, str) for p in prompts):
+                raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+            prompt_embeds, prompt_attention_mask = self._get_prompt_embeds(prompts, device, max_sequence_length)
+        batch = prompt_embeds.shape[0]
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            negative_prompt_embeds, negative_prompt_attention_mask = self._get_prompt_embeds(
+                as_prompt_list(negative_prompt, batch, "negative_prompt"), device, max_sequence_length)
+        pairs = [(prompt_embeds, prompt_attention_mask), (negative_prompt_embeds, negative_prompt_attention_mask)]
+        out = []
+        for embeds, mask in pairs if do_classifier_free_guidance else pairs[:1]:
+            if embeds.shape[0] != batch:
+                raise ValueError(f"prompt_embeds and negative_prompt_embeds must have the same batch size, got "
+                                 f"{batch} and {embeds.shape[0]}")
+            if mask is not None and tuple(mask.shape) != tuple(embeds.shape[:2]):
+                raise ValueError(f"an attention mask must have shape {tuple(embeds.shape[:2])} (batch, tokens), got {tuple(mask.shape)}")
+            embeds = embeds.to(device=device, dtype=dtype or embeds.dtype).repeat_interleave(num_per_prompt, dim=0)
+            mask = None if mask is None else mask.to(device=device, dtype=torch.bool).repeat_interleave(num_per_prompt, dim=0)
+            out += [embeds, mask]
+        return tuple(out) if do_classifier_free_guidance else (*out, None, None)
+
     # -- modality conversions ---------------------------------------------------------------
     def encode_audio(self, waveform: torch.Tensor) -> torch.Tensor:
         """Mono `(B, samples)` -> normalised log-mel `(B, frames, n_mels)`, the audio backbone's space."""
         frontend = self.audio_frontend
-        return frontend.normalize(frontend(waveform.to(frontend.mel_basis.device)))
+        return frontend.normalize(frontend(waveform.to(frontend.device)))
 
-    def decode_audio(self, latents: torch.Tensor, output_type: str, num_samples: int | None = None):
+    def decode_audio(self, latents: torch.Tensor, output_type: str, num_samples: list[int]):
+        """Latents -> one waveform (or latent) per row, each cut or padded to its own length."""
         if output_type == "latent":
-            return latents
+            return list(latents)
         mel = self.audio_frontend.denormalize(latents.float())
-        vocoder_dtype = next((p.dtype for p in self.vocoder.parameters()), torch.float32)
-        waveform = self.vocoder(mel.to(vocoder_dtype)).float()
+        waveform = self.vocoder(mel.to(self.vocoder.dtype)).float()
         if waveform.ndim == 1:
             waveform = waveform[None]
-        if num_samples is not None:
-            waveform = torch.nn.functional.pad(waveform, (0, max(0, num_samples - waveform.shape[-1])))[:, :num_samples]
-        return waveform.cpu() if output_type == "pt" else waveform.cpu().numpy()
+        rows = [torch.nn.functional.pad(w, (0, max(0, n - w.shape[-1])))[:n].cpu() for w, n in zip(waveform, num_samples)]
+        return rows if output_type == "pt" else [r.numpy() for r in rows]
 
     def decode_video(self, latents: torch.Tensor, output_type: str):
         if output_type == "latent":
-            return latents
-        return VideoProcessor(do_resize=False).postprocess_video(latents.float().clamp(-1, 1).cpu(), output_type=output_type)
+            return list(latents)
+        return list(VideoProcessor(do_resize=False).postprocess_video(latents.float().clamp(-1, 1).cpu(), output_type=output_type))
 
-    def make_output(self, latents, output_type: str, return_dict: bool, num_samples: int | None = None):
-        if self.generated == "audio":
-            result = self.decode_audio(latents, output_type, num_samples)
-            self.maybe_free_model_hooks()
-            return AVLinkAudioPipelineOutput(audios=result, sample_rate=self.sample_rate) if return_dict else (result,)
-        result = self.decode_video(latents, output_type)
+    def make_output(self, rows: list, output_type: str, return_dict: bool):
+        """One decoded row per output: rows of one shape are stacked, rows of different lengths stay a list."""
         self.maybe_free_model_hooks()
-        return AVLinkVideoPipelineOutput(frames=result, fps=self.video_fps) if return_dict else (result,)
+        if output_type != "pil" and all(r.shape == rows[0].shape for r in rows):
+            rows = torch.stack(rows) if torch.is_tensor(rows[0]) else np.stack(rows)
+        if self.generated == "audio":
+            return AVLinkAudioPipelineOutput(audios=rows, sample_rate=self.sample_rate) if return_dict else (rows,)
+        return AVLinkVideoPipelineOutput(frames=rows, fps=self.video_fps) if return_dict else (rows,)
 
     # -- checks ------------------------------------------------------------------------------
     def check_call(self, num_inference_steps, guidance_scale, output_type, callback_on_step_end_tensor_inputs, num_per_prompt):
@@ -149,16 +248,22 @@ class AVLinkPipelineBase(DiffusionPipeline):
     # -- the sampling loop ---------------------------------------------------------------------
     def denoise(
         self,
-        latents: torch.Tensor,
+        state: dict,
         windows: list[Window],
-        velocity: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+        velocity: Callable[[torch.Tensor, torch.Tensor, int, dict], torch.Tensor],
         num_inference_steps: int,
+        sigmas=None,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs=("latents",),
     ) -> torch.Tensor:
-        """Euler from t = 0 to 1. `velocity(x_window, t, k)` is window k's (guided) velocity; windows are
-        blended with ramped weights so overlapping windows agree."""
-        modality = self.generated
+        """Integrate `state["latents"]` from noise to data with `self.scheduler`.
+
+        `velocity(x_window, t, k, state)` is window k's guided velocity at av-link time `t` (0 noise, 1 data),
+        reading its text from `state`, which callbacks may update; windows are blended with ramped weights
+        so overlapping windows agree. The scheduler sees diffusers' convention: the conversion is here.
+        """
+        latents = state["latents"]
+        modality, dtype = self.generated, latents.dtype
         slices = [getattr(w, modality) for w in windows]
         total = latents.shape[AXIS[modality]]
         ramp = round(self.config.window_overlap_seconds * (self.audio_fps if modality == "audio" else self.video_fps))
@@ -167,38 +272,64 @@ class AVLinkPipelineBase(DiffusionPipeline):
         for w in window_weights(slices, total, ramp):
             shape[AXIS[modality]] = len(w)
             weights.append(w.reshape(shape).to(latents.device, torch.float32))
-        self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
-        timesteps = self.scheduler.timesteps
+        timesteps = set_scheduler_timesteps(self.scheduler, num_inference_steps, sigmas, latents.device)
+        num_train_timesteps = self.scheduler.config.get("num_train_timesteps", 1000)
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
-            for i, t in enumerate(timesteps):
+            for i, timestep in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                self._current_timestep = timestep
+                t = time_from_timestep(timestep, num_train_timesteps)
+                latents = state["latents"]
                 if len(windows) == 1:
-                    v = velocity(latents, t, 0)
+                    v = velocity(latents, t, 0, state)
                 else:
                     v = torch.zeros(latents.shape, device=latents.device, dtype=torch.float32)
                     norm = torch.zeros_like(v)
                     for k, window in enumerate(windows):
                         piece = take(v, modality, window)
-                        piece += weights[k] * velocity(take(latents, modality, window), t, k).float()
+                        piece += weights[k] * velocity(take(latents, modality, window), t, k, state).float()
                         take(norm, modality, window).add_(weights[k])
                     v = v / norm
-                latents = self.scheduler.step(v, t, latents).prev_sample
+                state["latents"] = self.scheduler.step(scheduler_output(v), timestep, latents, return_dict=False)[0].to(dtype)
                 if callback_on_step_end is not None:
-                    local = {"latents": latents}
-                    outputs = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
-                    latents = outputs.pop("latents", latents)
+                    outputs = callback_on_step_end(self, i, timestep, {k: state[k] for k in callback_on_step_end_tensor_inputs})
+                    state.update({k: v for k, v in outputs.items() if k in self._callback_tensor_inputs})
                 progress_bar.update()
-        return latents
+        self._current_timestep = None
+        return state["latents"]
 
-    # -- model cards -----------------------------------------------------------------------------
+    def start_call(self, guidance_scale: float) -> None:
+        self._guidance_scale = guidance_scale
+        self._interrupt = False
+        self._current_timestep = None
+
+    # -- saving ------------------------------------------------------------------------------
     def save_pretrained(self, save_directory, *args, model_card: bool = True, training_info: dict | None = None, **kwargs):
-        """diffusers' `save_pretrained`, plus a model card `README.md` (pass `training_info` to record how the
-        checkpoint was trained)."""
+        """diffusers' `save_pretrained`, without the build machine's paths, plus a model card `README.md` (pass
+        `training_info` to record how the checkpoint was trained; a pipeline loaded from an av-link folder
+        keeps that folder's)."""
         super().save_pretrained(save_directory, *args, **kwargs)
+        folders.drop_source_paths(save_directory)
         if model_card:
             from .model_card import write_model_card
 
-            write_model_card(self, save_directory, training_info=training_info)
+            write_model_card(self, save_directory, training_info=training_info or folders.source_training_info(self))
 
+    def _upload_folder(self, working_dir, repo_id, *args, **kwargs):
+        # diffusers' push_to_hub saves (with our card), then writes its generic card over README.md: put ours back.
+        if not kwargs.get("subfolder"):
+            from .model_card import write_model_card
+
+            write_model_card(self, working_dir, training_info=folders.source_training_info(self))
+        return super()._upload_folder(working_dir, repo_id, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' `from_pretrained`; an adapter-only folder (see :mod:`av_link.pipelines.folders`) takes its
+        other components from the folder it names."""
+        kwargs = {**folders.shared_components(cls, pretrained_model_name_or_path, kwargs), **kwargs}
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)

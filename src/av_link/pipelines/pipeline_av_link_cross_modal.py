@@ -1,11 +1,32 @@
 """Cross-modal sampling shared by V2A and A2V: the two directions differ only in which side is generated."""
 
+from dataclasses import dataclass
+
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..models.joint import embed_prefix, joint_forward
-from .inputs import prepare_audio, prepare_video
-from .pipeline_av_link_base import AVLinkPipelineBase, as_prompt_list, take
+from ..schedulers.flow_time import noisy_sample
+from .inputs import prepare_audio, prepare_video, split_inputs
+from .pipeline_av_link_base import TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
+
+# V2A's and A2V's `__call__` arguments that `generate` takes under the same name (the rest are renamed)
+CALL_ARGUMENTS = ("prompt", "conditioning_prompt", "negative_prompt", "num_inference_steps", "sigmas", "guidance_scale",
+                  "conditioning_timestep", "generator", "latents", "output_type", "return_dict", "callback_on_step_end",
+                  "callback_on_step_end_tensor_inputs", "max_sequence_length", *TEXT_INPUTS, "conditioning_prompt_embeds",
+                  "conditioning_prompt_attention_mask")
+
+
+@dataclass
+class ConditioningItem:
+    signal: torch.Tensor  # one input in model space, batch of 1
+    seconds: float
+    num_video_frames: int
+    num_audio_frames: int
+
+    @property
+    def key(self) -> tuple:  # items with equal keys sample together as one batch
+        return tuple(self.signal.shape), self.num_video_frames, self.num_audio_frames
 
 
 class AVLinkCrossModalPipeline(AVLinkPipelineBase):
@@ -16,6 +37,10 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     before the first fusion point run once. Classifier-free guidance drops the conditioning modality
     and the text together: the unconditional branch is the generated modality's backbone alone with the
     negative (by default empty) prompt.
+
+    A batch may mix inputs of different lengths or rates: inputs of one length in model space sample together,
+    each length in a sampling loop of its own, so every output equals its single run (pass one generator per
+    output for that); outputs of different lengths come back as a list.
     """
 
     default_conditioning_timestep = 0.96
@@ -65,20 +90,23 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     def transformer_for(self, modality: str):
         return self.audio_transformer if modality == "audio" else self.video_transformer
 
-    def prepare_conditioning(self, inputs, rate):
-        """The conditioning input in model space, its duration in seconds and the (video, audio) frame counts."""
-        if self.conditioning == "video":
-            video, seconds = prepare_video(inputs, rate, self.video_fps, self.config.height, self.config.width)
-            return video, seconds, video.shape[2], max(1, round(seconds * self.audio_fps))
-        hop = self.audio_frontend.config.hop_length
-        waveform = prepare_audio(inputs, rate, self.sample_rate, hop)
-        mel = self.encode_audio(waveform)
-        seconds = waveform.shape[-1] / self.sample_rate
-        return mel, seconds, max(1, round(seconds * self.video_fps)), mel.shape[1]
+    def prepare_conditioning(self, inputs, rates) -> list[ConditioningItem]:
+        """One item per conditioning input (a stacked tensor gives one per row), in model space."""
+        items = []
+        for entry, rate in split_inputs(inputs, rates, self.conditioning):
+            if self.conditioning == "video":
+                video, seconds = prepare_video(entry, rate, self.video_fps, self.config.height, self.config.width)
+                items += [ConditioningItem(v[None], seconds, video.shape[2], max(1, round(seconds * self.audio_fps))) for v in video]
+            else:
+                waveform = prepare_audio(entry, rate, self.sample_rate, self.audio_frontend.config.hop_length)
+                mel, seconds = self.encode_audio(waveform), waveform.shape[-1] / self.sample_rate
+                items += [ConditioningItem(m[None], seconds, max(1, round(seconds * self.video_fps)), mel.shape[1]) for m in mel]
+        return items
 
     @torch.no_grad()
     def generate(
         self,
+        *,
         conditioning_input,
         conditioning_rate=None,
         prompt=None,
@@ -86,10 +114,17 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         negative_prompt=None,
         num_per_prompt: int = 1,
         num_inference_steps: int | None = None,
+        sigmas=None,
         guidance_scale: float | None = None,
         conditioning_timestep: float | None = None,
         generator=None,
         latents: torch.Tensor | None = None,
+        prompt_embeds=None,
+        prompt_attention_mask=None,
+        negative_prompt_embeds=None,
+        negative_prompt_attention_mask=None,
+        conditioning_prompt_embeds=None,
+        conditioning_prompt_attention_mask=None,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end=None,
@@ -104,57 +139,88 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         if conditioning_input is None:
             raise ValueError(f"pass the conditioning {self.conditioning} ({self.conditioning}=...)")
         self.check_call(num_inference_steps, guidance_scale, output_type, callback_on_step_end_tensor_inputs, num_per_prompt)
-        device, gen, cond = self._execution_device, self.generated, self.conditioning
+        self.start_call(guidance_scale)
+        device = self._execution_device
+
+        items = self.prepare_conditioning(conditioning_input, conditioning_rate)
+        batch = len(items)
+        text = self.encode_prompt(
+            as_prompt_list(prompt, batch, "prompt") if prompt_embeds is None else None, negative_prompt,
+            self.do_classifier_free_guidance, num_per_prompt, prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
+            negative_prompt_attention_mask, max_sequence_length, device,
+        )
+        cond_text = self.encode_prompt(
+            as_prompt_list(conditioning_prompt, batch, "conditioning_prompt") if conditioning_prompt_embeds is None else None,
+            do_classifier_free_guidance=False, num_per_prompt=num_per_prompt, prompt_embeds=conditioning_prompt_embeds,
+            prompt_attention_mask=conditioning_prompt_attention_mask, max_sequence_length=max_sequence_length, device=device,
+        )[:2]
+        if text[0].shape[0] != batch * num_per_prompt or cond_text[0].shape[0] != batch * num_per_prompt:
+            raise ValueError(f"prompt embeddings must have one row per input ({batch}), got {text[0].shape[0] // num_per_prompt} "
+                             f"and {cond_text[0].shape[0] // num_per_prompt}")
+        rows = [items[i] for i in range(batch) for _ in range(num_per_prompt)]
+        if isinstance(generator, list) and len(generator) != len(rows):
+            raise ValueError(f"got {len(generator)} generators for {len(rows)} outputs: pass one, or one per output")
+        groups = {}
+        for r, item in enumerate(rows):
+            groups.setdefault(item.key, []).append(r)
+        if latents is not None and len(groups) > 1:
+            raise ValueError("latents can only be passed when all inputs have the same length in model space")
+
+        outputs = [None] * len(rows)
+        for ids in groups.values():
+            pick = lambda x: None if x is None else x[ids]  # noqa: E731
+            state = dict(zip(TEXT_INPUTS, [pick(x) for x in text]))
+            result = self.sample_group(
+                [rows[r] for r in ids], state, [pick(x) for x in cond_text],
+                [generator[r] for r in ids] if isinstance(generator, list) else generator, latents, t_c,
+                num_inference_steps, sigmas, callback_on_step_end, callback_on_step_end_tensor_inputs, device,
+            )
+            if self.generated == "audio":
+                decoded = self.decode_audio(result, output_type, [round(rows[r].seconds * self.sample_rate) for r in ids])
+            else:
+                decoded = self.decode_video(result, output_type)
+            for r, out in zip(ids, decoded):
+                outputs[r] = out
+        return self.make_output(outputs, output_type, return_dict)
+
+    def sample_group(self, items, state, cond_text, generator, latents, t_c, num_inference_steps, sigmas,
+                     callback_on_step_end, callback_on_step_end_tensor_inputs, device) -> torch.Tensor:
+        """Sample the generated modality for conditioning inputs of one length; `state` holds their text."""
+        gen, cond = self.generated, self.conditioning
         dtype = self.transformer_for(gen).dtype
-
-        signal, seconds, num_video_frames, num_audio_frames = self.prepare_conditioning(conditioning_input, conditioning_rate)
-        batch = signal.shape[0]
-        prompts = as_prompt_list(prompt, batch, "prompt")
-        cond_prompts = as_prompt_list(conditioning_prompt, batch, "conditioning_prompt")
-        if num_per_prompt > 1:
-            signal = signal.repeat_interleave(num_per_prompt, dim=0)
-            prompts = [p for p in prompts for _ in range(num_per_prompt)]
-            cond_prompts = [p for p in cond_prompts for _ in range(num_per_prompt)]
-        batch = signal.shape[0]
-        text, text_mask = self.encode_prompt(prompts, device, max_sequence_length)
-        cond_text, cond_mask = self.encode_prompt(cond_prompts, device, max_sequence_length)
-        guided = guidance_scale != 1.0
-        if guided:
-            neg_text, neg_mask = self.encode_prompt(as_prompt_list(negative_prompt, batch, "negative_prompt"), device, max_sequence_length)
-
+        cond_model, gen_model = self.transformer_for(cond), self.transformer_for(gen)
+        num_video_frames, num_audio_frames = items[0].num_video_frames, items[0].num_audio_frames
         # The conditioning input is noised once, with noise from `generator`, and then held fixed.
-        signal = signal.to(device=device, dtype=dtype)
-        noisy_signal = self.scheduler.add_noise(signal, randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype), t_c)
+        signal = torch.cat([item.signal for item in items]).to(device=device, dtype=dtype)
+        noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
+        noisy_signal = noisy_sample(signal, noise, t_c)
         if gen == "audio":
-            shape = (batch, num_audio_frames, self.audio_transformer.config.in_channels)
+            shape = (len(items), num_audio_frames, self.audio_transformer.config.in_channels)
         else:
-            shape = (batch, self.video_transformer.config.in_channels, num_video_frames, self.config.height, self.config.width)
-        latents = self.prepare_latents(shape, generator, latents, device, dtype)
+            shape = (len(items), self.video_transformer.config.in_channels, num_video_frames, self.config.height, self.config.width)
+        state["latents"] = self.prepare_latents(shape, generator, latents, device, dtype)
 
         windows = self.windows_for(num_video_frames, num_audio_frames)
-        cond_model, gen_model = self.transformer_for(cond), self.transformer_for(gen)
         # Blocks before the first fusion point see the same input at every step: run them once per window.
-        prefixes = [
-            embed_prefix(cond_model, self.fusion_adapter, cond, take(noisy_signal, cond, w), t_c, cond_text, cond_mask)
-            for w in windows
-        ]
+        prefixes = [embed_prefix(cond_model, self.fusion_adapter, cond, take(noisy_signal, cond, w), t_c, *cond_text) for w in windows]
 
-        def velocity(x, t, k):
+        def velocity(x, t, k, state):
             t = t.expand(x.shape[0])
+            text, mask = state["prompt_embeds"], state["prompt_attention_mask"]
             inputs = {gen: x, cond: prefixes[k]}
             out = joint_forward(
                 self.audio_transformer, self.video_transformer, self.fusion_adapter,
                 audio=inputs["audio"], video=inputs["video"],
                 audio_timestep=t if gen == "audio" else t_c, video_timestep=t if gen == "video" else t_c,
                 audio_text=text if gen == "audio" else None, video_text=text if gen == "video" else None,
-                audio_text_mask=text_mask if gen == "audio" else None, video_text_mask=text_mask if gen == "video" else None,
+                audio_text_mask=mask if gen == "audio" else None, video_text_mask=mask if gen == "video" else None,
                 return_audio=gen == "audio", return_video=gen == "video",
             )
             v = getattr(out, gen)
-            if not guided:
+            if not self.do_classifier_free_guidance:
                 return v
-            v_uncond = gen_model(x, t, neg_text, neg_mask).sample
-            return v_uncond + guidance_scale * (v - v_uncond)
+            v_uncond = gen_model(x, t, state["negative_prompt_embeds"], state["negative_prompt_attention_mask"]).sample
+            return v_uncond + self.guidance_scale * (v - v_uncond)
 
-        latents = self.denoise(latents, windows, velocity, num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        return self.make_output(latents, output_type, return_dict, num_samples=round(seconds * self.sample_rate))
+        return self.denoise(state, windows, velocity, num_inference_steps, sigmas, callback_on_step_end,
+                            callback_on_step_end_tensor_inputs)

@@ -2,8 +2,13 @@
 
 import torch
 
-from .pipeline_av_link_base import AVLinkPipelineBase, as_prompt_list
+from .pipeline_av_link_base import TEXT_INPUTS, AVLinkPipelineBase
 from .windows import plan_windows
+
+# text-to-audio's and text-to-video's `__call__` arguments that `generate_from_text` takes under the same name
+CALL_ARGUMENTS = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "generator", "latents", "output_type",
+                  "return_dict", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "max_sequence_length",
+                  "sigmas", *TEXT_INPUTS)
 
 
 class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
@@ -11,40 +16,45 @@ class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
     to check that the backbones under a fusion adapter are intact."""
 
     @torch.no_grad()
-    def generate_from_text(self, prompt, negative_prompt, seconds, num_per_prompt, num_inference_steps, guidance_scale,
+    def generate_from_text(self, *, prompt, negative_prompt, seconds, num_per_prompt, num_inference_steps, guidance_scale,
                            generator, latents, output_type, return_dict, callback_on_step_end,
-                           callback_on_step_end_tensor_inputs, max_sequence_length):
+                           callback_on_step_end_tensor_inputs, max_sequence_length, sigmas=None, prompt_embeds=None,
+                           prompt_attention_mask=None, negative_prompt_embeds=None, negative_prompt_attention_mask=None):
         num_inference_steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)
         self.check_call(num_inference_steps, guidance_scale, output_type, callback_on_step_end_tensor_inputs, num_per_prompt)
+        self.start_call(guidance_scale)
         seconds = self.config.clip_seconds if seconds is None else float(seconds)
         if not seconds > 0:
             raise ValueError(f"the duration must be positive, got {seconds}")
         model = self.audio_transformer if self.generated == "audio" else self.video_transformer
         fps = self.audio_fps if self.generated == "audio" else self.video_fps
         device, dtype = self._execution_device, model.dtype
-        prompts = as_prompt_list(prompt, 1 if isinstance(prompt, str) or prompt is None else len(prompt), "prompt")
-        prompts = [p for p in prompts for _ in range(num_per_prompt)]
-        batch = len(prompts)
-        text, mask = self.encode_prompt(prompts, device, max_sequence_length)
-        guided = guidance_scale != 1.0
-        if guided:
-            neg_text, neg_mask = self.encode_prompt(as_prompt_list(negative_prompt, batch, "negative_prompt"), device, max_sequence_length)
+        text = self.encode_prompt(prompt, negative_prompt, self.do_classifier_free_guidance, num_per_prompt, prompt_embeds,
+                                  prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask,
+                                  max_sequence_length, device)
+        state = dict(zip(TEXT_INPUTS, text))
+        batch = text[0].shape[0]
         frames = max(1, round(seconds * fps))
         if self.generated == "audio":
             shape = (batch, frames, model.config.in_channels)
         else:
             shape = (batch, model.config.in_channels, frames, self.config.height, self.config.width)
-        latents = self.prepare_latents(shape, generator, latents, device, dtype)
+        state["latents"] = self.prepare_latents(shape, generator, latents, device, dtype)
         windows = plan_windows(frames, frames, fps, fps, self.config.clip_seconds, self.config.window_overlap_seconds)
 
-        def velocity(x, t, k):
+        def velocity(x, t, k, state):
             t = t.expand(x.shape[0])
-            v = model(x, t, text, mask).sample
-            if not guided:
+            v = model(x, t, state["prompt_embeds"], state["prompt_attention_mask"]).sample
+            if not self.do_classifier_free_guidance:
                 return v
-            v_uncond = model(x, t, neg_text, neg_mask).sample
-            return v_uncond + guidance_scale * (v - v_uncond)
+            v_uncond = model(x, t, state["negative_prompt_embeds"], state["negative_prompt_attention_mask"]).sample
+            return v_uncond + self.guidance_scale * (v - v_uncond)
 
-        latents = self.denoise(latents, windows, velocity, num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        return self.make_output(latents, output_type, return_dict, num_samples=round(seconds * self.sample_rate) if self.generated == "audio" else None)
+        latents = self.denoise(state, windows, velocity, num_inference_steps, sigmas, callback_on_step_end,
+                               callback_on_step_end_tensor_inputs)
+        if self.generated == "audio":
+            rows = self.decode_audio(latents, output_type, [round(seconds * self.sample_rate)] * batch)
+        else:
+            rows = self.decode_video(latents, output_type)
+        return self.make_output(rows, output_type, return_dict)

@@ -1,6 +1,7 @@
 """Text-to-video with the frozen video backbone alone."""
 
-from .pipeline_av_link_text_to_signal import AVLinkTextToSignalPipeline
+from .pipeline_av_link_base import passed_on
+from .pipeline_av_link_text_to_signal import CALL_ARGUMENTS, AVLinkTextToSignalPipeline
 
 
 class AVLinkTextToVideoPipeline(AVLinkTextToSignalPipeline):
@@ -20,8 +21,8 @@ class AVLinkTextToVideoPipeline(AVLinkTextToSignalPipeline):
     def __call__(self, prompt=None, negative_prompt=None, duration_in_s: float | None = None, num_videos_per_prompt: int = 1,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None, generator=None, latents=None,
                  output_type: str = "np", return_dict: bool = True, callback_on_step_end=None,
-                 callback_on_step_end_tensor_inputs=("latents",), max_sequence_length: int | None = None):
-        """`duration_in_s` defaults to the trained clip length; output as for `AVLinkA2VPipeline`."""
-        return self.generate_from_text(prompt, negative_prompt, duration_in_s, num_videos_per_prompt, num_inference_steps,
-                                       guidance_scale, generator, latents, output_type, return_dict, callback_on_step_end,
-                                       callback_on_step_end_tensor_inputs, max_sequence_length)
+                 callback_on_step_end_tensor_inputs=("latents",), max_sequence_length: int | None = None, sigmas=None,
+                 prompt_embeds=None, prompt_attention_mask=None, negative_prompt_embeds=None,
+                 negative_prompt_attention_mask=None):
+        """`duration_in_s` defaults to the trained clip length; other arguments as for `AVLinkA2VPipeline`."""
+        return self.generate_from_text(seconds=duration_in_s, num_per_prompt=num_videos_per_prompt, **passed_on(locals(), CALL_ARGUMENTS))

@@ -1,6 +1,7 @@
 """Video-to-audio: `AVLinkV2APipeline.from_pretrained(dir)(video=...)`."""
 
-from .pipeline_av_link_cross_modal import AVLinkCrossModalPipeline
+from .pipeline_av_link_base import passed_on
+from .pipeline_av_link_cross_modal import CALL_ARGUMENTS, AVLinkCrossModalPipeline
 
 
 class AVLinkV2APipeline(AVLinkCrossModalPipeline):
@@ -28,7 +29,7 @@ class AVLinkV2APipeline(AVLinkCrossModalPipeline):
         prompt=None,
         conditioning_prompt=None,
         negative_prompt=None,
-        video_fps: float | None = None,
+        video_fps: float | list[float] | None = None,
         num_audios_per_prompt: int = 1,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
@@ -40,27 +41,39 @@ class AVLinkV2APipeline(AVLinkCrossModalPipeline):
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs=("latents",),
         max_sequence_length: int | None = None,
+        sigmas=None,
+        prompt_embeds=None,
+        prompt_attention_mask=None,
+        negative_prompt_embeds=None,
+        negative_prompt_attention_mask=None,
+        conditioning_prompt_embeds=None,
+        conditioning_prompt_attention_mask=None,
     ):
         r"""
         Args:
-            video: a path to a video file, a list of PIL frames, a uint8 or [0, 1] float array `(F, H, W, C)`, or
-                a tensor `(B, C, F, H, W)`. Resampled to the model's frame rate and resized/cropped to its
-                resolution; inputs longer than the trained clip are processed in overlapping windows.
+            video: a path to a video file, a list of PIL frames, a uint8 or [0, 1] float array `(F, H, W, C)`, a
+                tensor `(B, C, F, H, W)`, or a list of such videos (of any lengths and rates). Resampled to the
+                model's frame rate and resized/cropped to its resolution; inputs longer than the trained clip are
+                processed in overlapping windows.
             prompt: text for the generated audio; `conditioning_prompt`: text for the video (both default to "").
             negative_prompt: text of the unconditional branch (default "", as in the paper).
-            video_fps: frame rate of an array/tensor input (defaults to the file's rate, else the model's).
+            video_fps: frame rate of frames in memory (required for them; one per video for a list). A file
+                brings its own rate.
             num_audios_per_prompt: samples per input video.
-            num_inference_steps, guidance_scale, conditioning_timestep: default to the pipeline config.
-            generator: `torch.Generator` (or one per output) for the conditioning noise and the initial noise.
+            num_inference_steps, guidance_scale, conditioning_timestep: default to the pipeline config. Guidance
+                applies when `guidance_scale > 1` (diffusers' convention).
+            sigmas: a custom noise grid, decreasing from 1 (default: the paper's uniform grid 1, 1 - 1/N, ..., 1/N).
+            generator: `torch.Generator`, or one per output, for the conditioning noise and the initial noise.
             latents: initial audio noise `(B, frames, n_mels)`.
+            prompt_embeds, negative_prompt_embeds, conditioning_prompt_embeds: text-encoder states `(B, L, D)`
+                (one row per input) instead of text, each with an optional boolean `*_attention_mask` `(B, L)`.
             output_type: "np" or "pt" waveforms `(B, samples)`, or "latent" (normalised mel).
-            callback_on_step_end: `f(pipe, step, t, {"latents": ...}) -> dict`; a returned "latents" replaces them.
+            callback_on_step_end: `f(pipe, step, timestep, tensors) -> dict`, as in diffusers; `timestep` is the
+                scheduler's (sigma * 1000); `tensors` holds `callback_on_step_end_tensor_inputs` (any of
+                `_callback_tensor_inputs`); returned tensors replace them.
 
         Returns:
-            `AVLinkAudioPipelineOutput` with `audios` covering the same seconds as the video, and `sample_rate`.
+            `AVLinkAudioPipelineOutput` with `audios` covering the same seconds as each video, and `sample_rate`.
         """
-        return self.generate(
-            video, video_fps, prompt, conditioning_prompt, negative_prompt, num_audios_per_prompt, num_inference_steps,
-            guidance_scale, conditioning_timestep, generator, latents, output_type, return_dict, callback_on_step_end,
-            callback_on_step_end_tensor_inputs, max_sequence_length,
-        )
+        return self.generate(conditioning_input=video, conditioning_rate=video_fps, num_per_prompt=num_audios_per_prompt,
+                             **passed_on(locals(), CALL_ARGUMENTS))

@@ -1,1 +1,2 @@
+from .flow_time import noisy_sample, scheduler_output, time_from_timestep, velocity_target
 from .scheduling_flow_match_euler import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput

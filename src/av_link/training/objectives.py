@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.joint import joint_forward
-from ..schedulers import FlowMatchEulerScheduler
+from ..schedulers import noisy_sample, velocity_target
 from .randomness import per_sample_logit_normal, per_sample_rand, per_sample_randn, sample_generator
 
 CONDITIONING_TIME = {"v2a": 0.96, "a2v": 0.8}  # paper §4.4: fixed noise level of the conditioning modality
@@ -51,8 +51,8 @@ def backbone_loss(model, encode_text, batch: dict, modality: str, cfg: Objective
     t = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{modality}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
     captions = _drop(_caption(batch, modality), cfg.generated_text_dropout, _streams(cfg, epoch, idx, f"{modality}-text"))
     text, mask = encode_text(captions)
-    prediction = model(FlowMatchEulerScheduler.add_noise(x1, noise, t), t, text, mask).sample
-    return F.mse_loss(prediction.float(), FlowMatchEulerScheduler.velocity_target(x1, noise).float())
+    prediction = model(noisy_sample(x1, noise, t), t, text, mask).sample
+    return F.mse_loss(prediction.float(), velocity_target(x1, noise).float())
 
 
 def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, task: str, cfg: ObjectiveConfig, epoch: int) -> torch.Tensor:
@@ -66,11 +66,11 @@ def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, tas
         noise = per_sample_randn(x1.shape[1:], _streams(cfg, epoch, idx, f"{task}-{modality}-noise"), x1.device, x1.dtype)
         if modality == generated:
             t[modality] = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{task}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
-            target = FlowMatchEulerScheduler.velocity_target(x1, noise).float()
+            target = velocity_target(x1, noise).float()
         else:
             fixed = cfg.v2a_conditioning_time if task == "v2a" else cfg.a2v_conditioning_time
             t[modality] = torch.full((x1.shape[0],), fixed, device=x1.device)
-        x[modality] = FlowMatchEulerScheduler.add_noise(x1, noise, t[modality])
+        x[modality] = noisy_sample(x1, noise, t[modality])
         p = cfg.generated_text_dropout if modality == generated else cfg.conditioning_text_dropout
         captions = _drop(_caption(batch, modality), p, _streams(cfg, epoch, idx, f"{task}-{modality}-text"))
         text[modality], mask[modality] = encode_text(captions)

@@ -1,0 +1,122 @@
+"""What av-link adds to diffusers' pipeline folders: no build paths, model cards that survive, adapter-only folders.
+
+An adapter-only folder (the shipped A2V model: its backbones, text encoder, front end and vocoder are the V2A
+model's) is a pipeline folder whose `model_index.json` lists every component as usual, holds only some of
+them, and names the folder that holds the others, relative to itself:
+
+    "_components_from": "../v2a"
+
+`AVLinkA2VPipeline.from_pretrained(folder)` and `av-link a2v --model folder` load the missing components from
+there. `pipe.save_pretrained` always writes a complete folder; `scripts/ship_synthhits_models.py` makes the
+adapter-only one. A folder on the Hub must be complete.
+"""
+
+import json
+import os
+
+COMPONENTS_FROM = "_components_from"
+# diffusers records where a pipeline/component was loaded from; in a saved folder that is the build machine's path
+SOURCE_KEY = "_name_or_path"
+CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json")
+LOADING_KWARGS = ("torch_dtype", "dtype", "local_files_only", "use_safetensors", "low_cpu_mem_usage", "variant", "cache_dir",
+                  "token", "revision", "device_map")
+
+
+def read_index(folder) -> dict | None:
+    path = os.path.join(folder, "model_index.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _rewrite_json(path: str, update) -> None:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if update(data) is not False:
+        with open(path, "w", encoding="utf-8") as f:  # diffusers' own layout, so a re-save gives the same bytes
+            f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def drop_source_paths(save_directory) -> None:
+    """Remove `_name_or_path` from the configs diffusers wrote (the pipeline's and its components')."""
+    def drop(data):
+        return data.pop(SOURCE_KEY, None) is not None  # False: nothing to rewrite
+
+    for root in [save_directory, *(e.path for e in os.scandir(save_directory) if e.is_dir())]:
+        for name in CONFIG_FILES:
+            if os.path.isfile(os.path.join(root, name)):
+                _rewrite_json(os.path.join(root, name), drop)
+
+
+def mark_adapter_only(folder, components_from: str, removed: list[str]) -> None:
+    """Delete `removed` component folders from `folder` and record where they are found instead."""
+    import shutil
+
+    for name in removed:
+        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(COMPONENTS_FROM, components_from))
+
+
+def save_component(folder, name: str, module) -> None:
+    """Write `module` as component `name` of the pipeline folder `folder` (replacing the saved one)."""
+    import shutil
+
+    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    module.save_pretrained(os.path.join(folder, name))
+    drop_source_paths(folder)
+    entry = [type(module).__module__.split(".")[0], type(module).__name__]
+    if entry[0] == "av_link":  # av-link's own classes are recorded by module, like diffusers does for them
+        entry[0] = type(module).__module__
+    _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(name, entry))
+
+
+def component_dir(folder, index: dict, name: str) -> str:
+    """The folder that holds component `name`: `folder/name`, or the one `_components_from` names."""
+    own = os.path.join(folder, name)
+    if os.path.isdir(own) or not index.get(COMPONENTS_FROM):
+        return own
+    return os.path.join(folder, index[COMPONENTS_FROM], name)
+
+
+def shared_components(cls, folder, kwargs: dict) -> dict:
+    """The components an adapter-only `folder` does not hold, loaded from the folder it names (none are loaded
+    that the caller passes in `kwargs`)."""
+    index = read_index(folder) if os.path.isdir(str(folder)) else None
+    if not index:
+        return {}
+    names = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None]
+    missing = [k for k in names if k not in kwargs and not os.path.isdir(os.path.join(folder, k))]
+    if not missing:
+        return {}
+    if not index.get(COMPONENTS_FROM):
+        raise ValueError(
+            f"{folder} lacks the component folders {missing}. If it is an adapter-only folder (as "
+            f"scripts/ship_synthhits_models.py wrote them before), add \"{COMPONENTS_FROM}\": \"../v2a\" (the folder that "
+            f"holds them, relative to this one) to its model_index.json, or pass the components to from_pretrained."
+        )
+    base = os.path.normpath(os.path.join(folder, index[COMPONENTS_FROM]))
+    if read_index(base) is None:
+        raise ValueError(
+            f"{folder} is an adapter-only {cls.__name__} folder: its components {missing} come from {base} "
+            f"({COMPONENTS_FROM} in its model_index.json), which is not a pipeline folder. Keep both folders side by "
+            f"side, or write a complete folder with pipe.save_pretrained()."
+        )
+    from diffusers import DiffusionPipeline
+
+    source = DiffusionPipeline.from_pretrained(base, **{k: kwargs[k] for k in LOADING_KWARGS if k in kwargs})
+    absent = [k for k in missing if getattr(source, k, None) is None and k not in cls._optional_components]
+    if absent:
+        raise ValueError(f"{base} lacks the components {absent} that the adapter-only folder {folder} needs")
+    return {k: getattr(source, k, None) for k in missing}
+
+
+def source_training_info(pipe) -> dict | None:
+    """The training facts of the av-link model card in the folder `pipe` was loaded from, if any."""
+    folder = pipe.config.get(SOURCE_KEY)
+    path = os.path.join(folder, "README.md") if isinstance(folder, (str, os.PathLike)) else ""
+    if not os.path.isfile(path):
+        return None
+    from .model_card import read_training_info
+
+    return read_training_info(path)

@@ -1,0 +1,36 @@
+"""AV-Link's flow time and diffusers' sigma: the one place the two conventions meet.
+
+- AV-Link (the paper, SyncFlow): `x_t = t * x1 + (1 - t) * x0`, `t = 0` pure noise `x0`, `t = 1` data `x1`;
+  the models take `t` and predict the velocity `dx/dt = x1 - x0`. Training code and the models use this.
+- diffusers' flow schedulers: `x = (1 - sigma) * x1 + sigma * x0`, so `sigma = 1 - t`, sampled from
+  sigma = 1 down to 0; `timesteps = sigma * num_train_timesteps` and `step` takes `dx/dsigma = x0 - x1`.
+  Every scheduler av-link pipelines call, av-link's own included, speaks this convention.
+
+The pipelines convert with `time_from_timestep` and `scheduler_output` at their sampling loop, nowhere else.
+"""
+
+import torch
+
+
+def time_from_timestep(timestep, num_train_timesteps: int = 1000):
+    """A scheduler timestep (`sigma * num_train_timesteps`) -> av-link's flow time `t = 1 - sigma`."""
+    return 1 - timestep / num_train_timesteps
+
+
+def scheduler_output(velocity: torch.Tensor) -> torch.Tensor:
+    """An av-link velocity `dx/dt` -> the `dx/dsigma` that diffusers' flow schedulers step with."""
+    return -velocity
+
+
+def noisy_sample(data: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
+    """`x_t = t * data + (1 - t) * noise`; `t` a scalar, one value, or one per batch element."""
+    t = torch.as_tensor(t, dtype=data.dtype, device=data.device)
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] not in (1, data.shape[0])):
+        raise ValueError(f"need a scalar time or one per batch element ({data.shape[0]}), got shape {tuple(t.shape)}")
+    t = t.reshape(-1, *([1] * (data.ndim - 1))) if t.ndim == 1 else t
+    return t * data + (1 - t) * noise
+
+
+def velocity_target(data: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The regression target of av-link's models: `dx/dt = data - noise`."""
+    return data - noise
