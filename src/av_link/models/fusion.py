@@ -20,7 +20,7 @@ from diffusers.models.embeddings import Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .attention import Attention, FeedForward
+from .attention import AVLinkAttention, FeedForward
 from .dit_block import modulate
 from .presets import PresetMixin
 from .rope import rope_1d
@@ -52,7 +52,7 @@ class AVLinkFusionBlock(nn.Module):
         self.audio_in = nn.Linear(audio_dim, dim)
         self.video_in = nn.Linear(video_dim, dim)
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
-        self.attn = Attention(dim, num_heads, qk_norm=qk_norm, eps=eps)
+        self.attn = AVLinkAttention(dim, num_heads, qk_norm=qk_norm, eps=eps)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
         self.audio_mlp = FeedForward(dim, mlp_dim, audio_dim)
         self.video_mlp = FeedForward(dim, mlp_dim, video_dim)
@@ -82,13 +82,13 @@ class AVLinkFusionBlock(nn.Module):
         joint = torch.cat([modulate(self.norm1(a), sa1, ca1), modulate(self.norm1(v), sv1, cv1)], dim=1)
         bias = self.attention_bias(time_distance)
         if return_audio and return_video:
-            joint = self.attn(joint, rope=rope, bias=bias)
+            joint = self.attn(joint, rotary_emb=rope, attention_bias=bias)
             a = a + ga1[:, None] * joint[:, :la]
             v = v + gv1[:, None] * joint[:, la:]
         else:  # only one side is read afterwards: attend from its tokens alone, to all tokens
             rows = slice(None, la) if return_audio else slice(la, None)
-            out = self.attn(joint[:, rows], context=joint, rope=(rope[0][rows], rope[1][rows]), context_rope=rope,
-                            bias=None if bias is None else bias[:, rows])
+            out = self.attn(joint[:, rows], encoder_hidden_states=joint, rotary_emb=(rope[0][rows], rope[1][rows]),
+                            key_rotary_emb=rope, attention_bias=None if bias is None else bias[:, rows])
             if return_audio:
                 a = a + ga1[:, None] * out
             else:
