@@ -16,6 +16,8 @@ far apart in time two tokens are.
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.embeddings import Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -100,7 +102,7 @@ class AVLinkFusionBlock(nn.Module):
         return audio, video
 
 
-class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
+class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin):
     """N Fusion Blocks and their placement between two backbones.
 
     Paper scale (the defaults): 8 blocks between two 24-block, width-1024 backbones; per block
@@ -130,6 +132,10 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
     """
 
     _supports_gradient_checkpointing = True
+    _no_split_modules = ["AVLinkFusionBlock"]
+    _repeated_blocks = ["AVLinkFusionBlock"]
+    # Layerwise casting leaves the (t_a, t_v) modulation MLPs and the norms in the compute dtype.
+    _skip_layerwise_casting_patterns = ["time_mlp", "norm"]
 
     @register_to_config
     def __init__(
@@ -228,7 +234,7 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
 
     def modulation(self, audio_timestep: torch.Tensor, video_timestep: torch.Tensor):
         """Shared adaLN projections of both flow times, one per modality: (B, 5D + D_a), (B, 5D + D_v)."""
-        dtype = self.audio_time_mlp[0].weight.dtype
+        dtype = self.dtype  # the compute dtype: under layerwise casting the weights are stored in another one
         both = torch.cat([self.time_proj(audio_timestep), self.time_proj(video_timestep)], dim=-1).to(dtype)
         return self.audio_time_mlp(both), self.video_time_mlp(both)
 
