@@ -14,6 +14,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
+from ..loaders import AVLinkLoraLoaderMixin
 from .pipeline_output import AVLinkAudioPipelineOutput, AVLinkVideoPipelineOutput
 from .windows import Window, plan_windows, window_weights
 
@@ -40,7 +41,7 @@ def as_prompt_list(prompt, batch_size: int, name: str) -> list[str]:
     return prompt
 
 
-class AVLinkPipelineBase(DiffusionPipeline):
+class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
     generated: str = "audio"  # the modality this pipeline generates
     _callback_tensor_inputs = ["latents"]
 
