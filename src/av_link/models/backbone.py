@@ -18,6 +18,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from torch import nn
 
+from .casting import compute_dtype
 from .dit_block import AVLinkDiTBlock, modulate
 from .presets import PresetMixin
 
@@ -133,7 +134,7 @@ class AVLinkBackboneMixin(PresetMixin):
             if checkable and not text_mask.any(-1).all():
                 raise ValueError("encoder_attention_mask masks every text token of a sample; encode an empty prompt instead")
         t = check_timestep(timestep, batch, hidden_states.device)
-        dtype = self.dtype  # the compute dtype: under layerwise casting the weights are stored in another one
+        dtype = compute_dtype(self.time_embedder.linear_1)
         temb = self.time_embedder(self.time_proj(t).to(dtype))
         tokens, positions, seconds, layout = self._patchify(hidden_states.to(dtype))
         return BackboneState(

@@ -23,6 +23,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .attention import AVLinkAttention, FeedForward
+from .casting import compute_dtype
 from .dit_block import modulate
 from .presets import PresetMixin
 from .rope import rope_1d
@@ -234,7 +235,7 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
 
     def modulation(self, audio_timestep: torch.Tensor, video_timestep: torch.Tensor):
         """Shared adaLN projections of both flow times, one per modality: (B, 5D + D_a), (B, 5D + D_v)."""
-        dtype = self.dtype  # the compute dtype: under layerwise casting the weights are stored in another one
+        dtype = compute_dtype(self.audio_time_mlp[0])
         both = torch.cat([self.time_proj(audio_timestep), self.time_proj(video_timestep)], dim=-1).to(dtype)
         return self.audio_time_mlp(both), self.video_time_mlp(both)
 
