@@ -275,3 +275,12 @@ def test_compiles_to_one_graph(kind, models, x):
         assert_outputs(run(kind, compiled, x, fn), expected, **CLOSE)
     with pytest.raises(ValueError, match="masks every text token"):  # the check still runs outside compile
         models["audio"](x["audio"], 0.5, x["text"], torch.zeros_like(x["mask"]))
+
+
+@pytest.mark.parametrize("kind", ["audio", "adapter"])
+def test_regional_compile_of_the_repeated_blocks(kind, models, x):
+    torch._dynamo.reset()
+    expected = reference(kind, x)
+    models[kind].compile_repeated_blocks(fullgraph=True, backend="eager")  # `_repeated_blocks`: DiT / Fusion Blocks
+    with torch.no_grad():
+        assert_outputs(run(kind, models, x), expected, **CLOSE)
