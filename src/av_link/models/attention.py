@@ -39,8 +39,7 @@ def combine_masks(key_mask: torch.Tensor | None, bias: torch.Tensor | None, dtyp
 class AVLinkAttnProcessor:
     """Projections, per-head QK-norm, RoPE, then attention by the module's backend (torch SDPA by default)."""
 
-    _attention_backend = None
-    _parallel_config = None
+    _attention_backend = None  # set by `set_attention_backend`; None: diffusers' active backend (torch SDPA)
 
     def __call__(
         self,
