@@ -27,8 +27,10 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=7", "librosa>=0.10", "opencv-python-headless>=4.8", "matplotlib"],
-        "train": ["tensorboard"],
+        "test": ["pytest>=7", "librosa>=0.10", "opencv-python-headless>=4.8", "matplotlib", "peft>=0.15"],
+        "train": ["tensorboard", "peft>=0.15"],
+        # LoRA loading/saving (pipe.load_lora_weights) and the training scripts' --lora_* options.
+        "lora": ["peft>=0.15"],
         # librosa's onset detector and OpenCV's Farneback flow are what the reference metric
         # implementations use; we call them instead of re-deriving them.
         "eval": ["librosa>=0.10", "opencv-python-headless>=4.8", "matplotlib"],

@@ -9,6 +9,10 @@ conditioning one's 20%; the loss is the generated modality's velocity MSE; only 
 the optimizer (AdamW, lr 3e-4, betas 0.9/0.99, weight decay 0.01, 10k warmup steps). `--task joint`
 trains one shared adapter for both directions. The output is a complete `AVLinkV2APipeline` /
 `AVLinkA2VPipeline` folder (for joint: `v2a/` and `a2v/` inside the output folder).
+
+`--lora_targets audio video` also trains a LoRA on the frozen backbones (the paper's "w/FT" variants, cheaply);
+`--lora_targets fusion --adapter_model FOLDER` fine-tunes trained Fusion Blocks through a LoRA. The LoRA is saved
+beside the pipeline (`pytorch_lora_weights.safetensors`): apply it with `pipe.load_lora_weights(folder)`.
 """
 
 import argparse
@@ -19,8 +23,10 @@ import sys
 
 from av_link import AVLinkA2VPipeline, AVLinkFusionAdapter, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from av_link.data import AVClipDataset
+from av_link.loaders import lora_save_kwargs
 from av_link.schedulers import FlowMatchEulerScheduler
 from av_link.training.arguments import add_training_arguments, check_training_arguments
+from av_link.training.lora import add_lora_adapters, add_lora_arguments, check_lora_arguments, lora_training_info
 from av_link.training.loop import make_accelerator, train
 from av_link.training.objectives import FusionObjective, ObjectiveConfig
 from av_link.training.setup import training_info
@@ -34,11 +40,15 @@ def parse_args(argv=None):
     parser.add_argument("--video_model", required=True, help="text-to-video pipeline folder")
     parser.add_argument("--preset", default="paper", help="Fusion Block size preset (widths and depths follow the backbones)")
     parser.add_argument("--adapter_config", default="{}", help='JSON overrides, e.g. \'{"num_blocks": 4}\' or a placement')
+    parser.add_argument("--adapter_model", default=None,
+                        help="start from trained Fusion Blocks: a V2A/A2V pipeline folder or a fusion_adapter folder "
+                             "(default: fresh blocks of --preset and --adapter_config)")
     parser.add_argument("--generated_text_dropout", type=float, default=0.5)
     parser.add_argument("--conditioning_text_dropout", type=float, default=0.2)
     parser.add_argument("--logit_mean", type=float, default=-1.0)
     parser.add_argument("--logit_std", type=float, default=1.0)
     add_training_arguments(parser)
+    add_lora_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -53,17 +63,25 @@ def load_backbones(args):
     return t2a, t2v
 
 
+def load_adapter(args, audio_model, video_model) -> AVLinkFusionAdapter:
+    if args.adapter_model:
+        folder = os.path.join(args.adapter_model, "fusion_adapter")
+        return AVLinkFusionAdapter.from_pretrained(folder if os.path.isdir(folder) else args.adapter_model)
+    adapter_kwargs = dict(audio_dim=audio_model.config.hidden_size, video_dim=video_model.config.hidden_size,
+                          num_audio_layers=len(audio_model.blocks), num_video_layers=len(video_model.blocks),
+                          time_rate=video_model.tokens_per_second)
+    return AVLinkFusionAdapter.from_preset(args.preset, **{**adapter_kwargs, **json.loads(args.adapter_config)})
+
+
 def main(argv=None):
     args = parse_args(argv)
     check_training_arguments(args)
+    check_lora_arguments(args)
     logging.basicConfig(level=logging.INFO)
     accelerator = make_accelerator(args, find_unused_parameters=True)
     t2a, t2v = load_backbones(args)
     audio_model, video_model = t2a.audio_transformer, t2v.video_transformer
-    adapter_kwargs = dict(audio_dim=audio_model.config.hidden_size, video_dim=video_model.config.hidden_size,
-                          num_audio_layers=len(audio_model.blocks), num_video_layers=len(video_model.blocks),
-                          time_rate=video_model.tokens_per_second)
-    adapter = AVLinkFusionAdapter.from_preset(args.preset, **{**adapter_kwargs, **json.loads(args.adapter_config)})
+    adapter = load_adapter(args, audio_model, video_model)
     adapter.check_backbones(audio_model, video_model)  # fail before any data is read
     for backbone in (audio_model, video_model):
         backbone.requires_grad_(False).eval()
@@ -71,6 +89,7 @@ def main(argv=None):
             backbone.enable_gradient_checkpointing()
     if args.gradient_checkpointing:
         adapter.enable_gradient_checkpointing()
+    add_lora_adapters(dict(audio=audio_model, video=video_model, fusion=adapter), args)
     clip_seconds = args.clip_seconds or t2a.config.clip_seconds
     dataset = AVClipDataset(
         args.data_dir, fps=video_model.config.frame_rate, height=t2v.config.height, width=t2v.config.width,
@@ -81,17 +100,28 @@ def main(argv=None):
     cfg = ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std,
                           generated_text_dropout=args.generated_text_dropout, conditioning_text_dropout=args.conditioning_text_dropout)
     objective = FusionObjective(adapter, audio_model, video_model, encoder, args.task, cfg)
-    trained = train(args, accelerator, objective, adapter, dataset, run_name=f"train_fusion_{args.task}")
+    # A backbone's LoRA lives inside the backbone: then the trained parameters are all those of the objective.
+    trainable = objective if {"audio", "video"} & set(args.lora_targets) else adapter
+    trained = train(args, accelerator, objective, trainable, dataset, run_name=f"train_fusion_{args.task}")
     if accelerator.is_main_process:
-        components = dict(audio_transformer=audio_model.cpu(), video_transformer=video_model.cpu(), fusion_adapter=trained.adapter.float().cpu(),
+        audio_model, video_model, adapter = audio_model.cpu(), video_model.cpu(), trained.adapter.float().cpu()
+        lora = None
+        if args.lora_targets:
+            lora = lora_save_kwargs(audio_transformer=audio_model, video_transformer=video_model, fusion_adapter=adapter)
+            for model in (audio_model, video_model, adapter):  # the pipeline folder keeps the base weights
+                if getattr(model, "peft_config", None):
+                    model.unload_lora()
+        components = dict(audio_transformer=audio_model, video_transformer=video_model, fusion_adapter=adapter,
                           scheduler=FlowMatchEulerScheduler(), text_encoder=t2a.text_encoder.cpu(), tokenizer=t2a.tokenizer,
                           audio_frontend=t2a.audio_frontend, vocoder=t2a.vocoder)
         sampling = dict(height=t2v.config.height, width=t2v.config.width, clip_seconds=clip_seconds)
-        info = training_info(args, dataset, accelerator)
+        info = {**training_info(args, dataset, accelerator), **lora_training_info(args)}
         targets = {"v2a": [(AVLinkV2APipeline, args.output_dir)], "a2v": [(AVLinkA2VPipeline, args.output_dir)],
                    "joint": [(AVLinkV2APipeline, os.path.join(args.output_dir, "v2a")), (AVLinkA2VPipeline, os.path.join(args.output_dir, "a2v"))]}
         for cls, path in targets[args.task]:
             cls(**components, **sampling).save_pretrained(path, training_info=info)
+            if lora:
+                cls.save_lora_weights(path, **lora)
             accelerator.print(f"saved {cls.__name__} to {path}")
 
 

@@ -153,3 +153,51 @@ def test_bad_arguments_fail_before_training(backbones, data, tmp_path):
     wrong = fusion(backbones, data, tmp_path / "o3", "--adapter_config", '{"audio_dim": 32}', check=False)
     assert wrong.returncode != 0 and "expects audio_dim=32" in wrong.stderr
     assert not (tmp_path / "o3" / "checkpoint-1").exists()
+
+
+def backbone_weights(path, side):
+    return load_file(str(Path(path) / f"{side}_transformer" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_lora_on_the_backbones_leaves_their_weights_and_saves_a_loadable_lora(backbones, data, tmp_path):
+    out = tmp_path / "wft"
+    # No warmup. A fresh adapter's gates open one after the other (step 1 the MLP gate, step 2 the attention gate),
+    # so the audio loss reaches the video backbone from step 3 on.
+    fusion(backbones, data, out, "--max_train_steps", "3", "--lr_warmup_steps", "0", "--lora_targets", "audio", "video",
+           "--lora_rank", "4", "--gradient_checkpointing")
+    for side, source in zip(("audio", "video"), backbones):
+        base, saved = backbone_weights(source, side), backbone_weights(out, side)
+        assert base.keys() == saved.keys() and all(torch.equal(base[k], saved[k]) for k in base)
+    lora = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    assert {k.split(".")[0] for k in lora} == {"audio_transformer", "video_transformer"}
+    # lora_B starts at zero, so non-zero means trained (through the checkpointed blocks too); in V2A the video blocks
+    # after the last fusion point (tiny adapter: video blocks 0 and 2) never run, so their LoRA cannot train.
+    trained = {k for k in lora if "lora_B" in k and lora[k].abs().sum() > 0}
+    assert trained == {k for k in lora if "lora_B" in k and not k.startswith("video_transformer.blocks.3.")}
+    assert "LoRA" in (out / "README.md").read_text()
+    pipe = AVLinkV2APipeline.from_pretrained(out)
+    video = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8)
+    sample = lambda: pipe(video=video, video_fps=8, num_inference_steps=2, output_type="latent",
+                          generator=torch.Generator().manual_seed(0)).audios
+    base = sample()
+    pipe.load_lora_weights(out)
+    assert not torch.equal(sample(), base)
+
+
+def test_lora_on_trained_fusion_blocks_changes_only_the_lora(backbones, data, tmp_path):
+    # Three steps without warmup open every gate of the fresh blocks (see above), so every adapted layer is live.
+    fusion(backbones, data, tmp_path / "v2a", "--max_train_steps", "3", "--lr_warmup_steps", "0")
+    out = tmp_path / "tuned"
+    fusion(backbones, data, out, "--max_train_steps", "1", "--lr_warmup_steps", "0", "--adapter_model", tmp_path / "v2a", "--lora_targets", "fusion",
+           "--lora_rank", "4", "--lora_layers", "to_q,to_v,audio_in")
+    before, after = adapter_weights(tmp_path / "v2a"), adapter_weights(out)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    lora = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    assert lora and all(k.startswith("fusion_adapter.") for k in lora)
+    assert {k.split(".")[-3] for k in lora} == {"to_q", "to_v", "audio_in"}
+    assert all(lora[k].abs().sum() > 0 for k in lora if "lora_B" in k)
+
+
+def test_a_lora_on_fresh_fusion_blocks_is_refused(backbones, data, tmp_path):
+    result = fusion(backbones, data, tmp_path / "o", "--lora_targets", "fusion", check=False)
+    assert result.returncode != 0 and "--adapter_model" in result.stderr

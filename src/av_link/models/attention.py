@@ -1,24 +1,92 @@
-"""Multi-head attention with QK-norm, RoPE and key padding masks, on top of SDPA."""
+"""Multi-head attention with QK-norm, RoPE, key padding masks and logit biases, in diffusers' form.
+
+An attention module holds the weights (`to_q`, `to_k`, `to_v`, `to_out`, `norm_q`, `norm_k`: these names
+are state-dict keys) and a processor computes attention with them through `dispatch_attention_fn`. So, as
+for diffusers' own models, `set_attention_backend`, `attn_processors` / `set_attn_processor`, QKV fusion
+and PEFT LoRA on the projections apply.
+"""
 
 import torch
-import torch.nn.functional as F
+from diffusers.models.attention import AttentionModuleMixin
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.normalization import RMSNorm
 from torch import nn
 
 
-class Attention(nn.Module):
-    """Self- or cross-attention. `context_dim` set -> keys/values come from a context sequence.
+def _projections(attn: "AVLinkAttention", hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None):
+    """q, k, v (B, L, H * Dh), through the fused projections when `fuse_qkv_projections()` made them."""
+    if attn.fused_projections and attn.is_cross_attention and encoder_hidden_states is not None:
+        return (attn.to_q(hidden_states), *attn.to_kv(encoder_hidden_states).chunk(2, dim=-1))
+    if attn.fused_projections and not attn.is_cross_attention and encoder_hidden_states is None:
+        return attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    # Unfused, or a self-attention module given a separate context (the Fusion Block's one-sided queries).
+    context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    return attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
 
-    QK-norm (RMSNorm per head) keeps logits bounded in bf16, as in the paper's backbones.
+
+def combine_masks(key_mask: torch.Tensor | None, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """One SDPA mask from a `(B, Lk)` boolean key mask (True = attend) and/or an `(H, Lq, Lk)` logit bias.
+
+    A key mask goes 4D (B, 1, 1, Lk): only some backends reshape a 2D one, SDPA would misread it."""
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    if bias is None:
+        return mask
+    bias = bias.to(dtype)
+    return bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+
+
+class AVLinkAttnProcessor:
+    """Projections, per-head QK-norm, RoPE, then attention by the module's backend (torch SDPA by default)."""
+
+    _attention_backend = None  # set by `set_attention_backend`; None: diffusers' active backend (torch SDPA)
+
+    def __call__(
+        self,
+        attn: "AVLinkAttention",
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        key_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        query, key, value = _projections(attn, hidden_states, encoder_hidden_states)
+        query = attn.norm_q(query.unflatten(-1, (attn.heads, -1)))  # (B, L, H, Dh): dispatch_attention_fn's layout
+        key = attn.norm_k(key.unflatten(-1, (attn.heads, -1)))
+        value = value.unflatten(-1, (attn.heads, -1))
+        if rotary_emb is not None:
+            query = apply_rotary_emb(query, rotary_emb, use_real=True, use_real_unbind_dim=-1, sequence_dim=1)
+        key_rotary_emb = rotary_emb if key_rotary_emb is None else key_rotary_emb
+        if key_rotary_emb is not None:
+            key = apply_rotary_emb(key, key_rotary_emb, use_real=True, use_real_unbind_dim=-1, sequence_dim=1)
+        mask = combine_masks(attention_mask, attention_bias, query.dtype)
+        out = dispatch_attention_fn(query, key, value, attn_mask=mask, backend=self._attention_backend)
+        return attn.to_out(out.flatten(2).type_as(query))
+
+
+class AVLinkAttention(nn.Module, AttentionModuleMixin):
+    """Self- or cross-attention; QK-norm (RMSNorm per head) keeps logits bounded in bf16, as in the paper's backbones.
+
+    `forward(hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, key_rotary_emb=None,
+    attention_bias=None)`: keys/values come from `encoder_hidden_states` when given; `rotary_emb` (cos, sin) rotates
+    the queries, and the keys too unless `key_rotary_emb` is given for them (queries that are a subset of the
+    context); `attention_mask` (B, Lk) is a boolean key mask (True = attend); `attention_bias` (H, Lq, Lk) is added
+    to the logits.
     """
 
-    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, qk_norm: bool = True, eps: float = 1e-6):
+    _default_processor_cls = AVLinkAttnProcessor
+    _available_processors = [AVLinkAttnProcessor]
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, qk_norm: bool = True, eps: float = 1e-6,
+                 is_cross_attention: bool = False, processor=None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"hidden size {dim} is not divisible by num_heads={num_heads}")
-        self.num_heads = num_heads
+        self.heads = num_heads
         self.head_dim = dim // num_heads
+        self.is_cross_attention = is_cross_attention  # what `fuse_projections` fuses: k/v only, or q/k/v
+        self.use_bias = True
         kv_dim = context_dim or dim
         self.to_q = nn.Linear(dim, dim)
         self.to_k = nn.Linear(kv_dim, dim)
@@ -26,35 +94,20 @@ class Attention(nn.Module):
         self.to_out = nn.Linear(dim, dim)
         self.norm_q = RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)  # (B, H, L, Dh)
+        self.set_processor(processor or self._default_processor_cls())
 
     def forward(
         self,
-        x: torch.Tensor,
-        context: torch.Tensor | None = None,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        key_mask: torch.Tensor | None = None,
-        context_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        bias: torch.Tensor | None = None,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        key_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_bias: torch.Tensor | None = None,
+        **kwargs,
     ) -> torch.Tensor:
-        """`rope` rotates the queries, and the keys too unless `context_rope` is given for them (queries that
-        are a subset of the context). `bias` (H, Lq, Lk) is added to the attention logits."""
-        context = x if context is None else context
-        q = self.norm_q(self._heads(self.to_q(x)))
-        k = self.norm_k(self._heads(self.to_k(context)))
-        v = self._heads(self.to_v(context))
-        if rope is not None:
-            q = apply_rotary_emb(q, rope, use_real=True, use_real_unbind_dim=-1)
-        if context_rope is not None or rope is not None:
-            k = apply_rotary_emb(k, context_rope or rope, use_real=True, use_real_unbind_dim=-1)
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Lk), True = attend
-        if bias is not None:
-            bias = bias.to(q.dtype)
-            attn_mask = bias if attn_mask is None else bias.masked_fill(~attn_mask, float("-inf"))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.to_out(out.transpose(1, 2).flatten(2))
+        return self.processor(self, hidden_states, encoder_hidden_states, attention_mask, rotary_emb,
+                              key_rotary_emb=key_rotary_emb, attention_bias=attention_bias, **kwargs)
 
 
 class FeedForward(nn.Sequential):

@@ -18,6 +18,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from torch import nn
 
+from .casting import compute_dtype
 from .dit_block import AVLinkDiTBlock, modulate
 from .presets import PresetMixin
 
@@ -55,6 +56,13 @@ class AVLinkBackboneMixin(PresetMixin):
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["AVLinkDiTBlock"]
+    _repeated_blocks = ["AVLinkDiTBlock"]
+    # Layerwise casting stores only the blocks' attention/MLP weights in a low-precision dtype: the embeddings,
+    # the patch (un)embedding, norms and adaLN modulation are small and precision-sensitive.
+    _skip_layerwise_casting_patterns = ["time_embedder", "text_proj", "proj_in", "proj_out", "norm", "modulation"]
+    # Block-level group offloading onloads the top-level layers only when `forward` runs; the joint forward
+    # calls `embed` / `unembed` directly, so these layers are made groups of their own, onloaded when called.
+    _group_offload_block_modules = ["time_embedder", "proj_in", "proj_out"]
 
     def _build_trunk(self, num_layers, hidden_size, num_attention_heads, mlp_dim, text_dim, qk_norm, eps):
         for name, value in dict(num_layers=num_layers, hidden_size=hidden_size, num_attention_heads=num_attention_heads,
@@ -120,10 +128,13 @@ class AVLinkBackboneMixin(PresetMixin):
                     f"encoder_attention_mask must be {tuple(encoder_hidden_states.shape[:2])}, got {tuple(encoder_attention_mask.shape)}"
                 )
             text_mask = encoder_attention_mask.bool()
-            if text_mask.device.type != "meta" and not text_mask.any(-1).all():  # meta: shape-only runs (FLOP counts)
+            # A data-dependent check: skipped on meta tensors (shape-only FLOP counts) and under torch.compile,
+            # where it would break the graph (the pipelines' prompt encoding never masks every token).
+            checkable = text_mask.device.type != "meta" and not torch.compiler.is_compiling()
+            if checkable and not text_mask.any(-1).all():
                 raise ValueError("encoder_attention_mask masks every text token of a sample; encode an empty prompt instead")
         t = check_timestep(timestep, batch, hidden_states.device)
-        dtype = self.time_embedder.linear_1.weight.dtype
+        dtype = compute_dtype(self.time_embedder.linear_1)
         temb = self.time_embedder(self.time_proj(t).to(dtype))
         tokens, positions, seconds, layout = self._patchify(hidden_states.to(dtype))
         return BackboneState(

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .attention import Attention, FeedForward
+from .attention import AVLinkAttention, FeedForward
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -15,10 +15,10 @@ class AVLinkDiTBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, qk_norm: bool = True, eps: float = 1e-6):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
-        self.attn = Attention(dim, num_heads, qk_norm=qk_norm, eps=eps)
+        self.attn = AVLinkAttention(dim, num_heads, qk_norm=qk_norm, eps=eps)
         # Cross-attention is not time-modulated (as in PixArt/Wan): a plain affine LayerNorm.
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.cross_attn = Attention(dim, num_heads, qk_norm=qk_norm, eps=eps)
+        self.cross_attn = AVLinkAttention(dim, num_heads, qk_norm=qk_norm, eps=eps, is_cross_attention=True)
         self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
         self.mlp = FeedForward(dim, mlp_dim)
         # adaLN-Zero: shift/scale/gate for attention and MLP; zero init makes a new block the identity.
@@ -35,7 +35,7 @@ class AVLinkDiTBlock(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(temb).chunk(6, dim=-1)
-        x = x + gate_msa[:, None] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope=rope)
-        x = x + self.cross_attn(self.norm2(x), context=text, key_mask=text_mask)
+        x = x + gate_msa[:, None] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rotary_emb=rope)
+        x = x + self.cross_attn(self.norm2(x), encoder_hidden_states=text, attention_mask=text_mask)
         x = x + gate_mlp[:, None] * self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp))
         return x

@@ -16,11 +16,14 @@ far apart in time two tokens are.
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.embeddings import Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .attention import Attention, FeedForward
+from .attention import AVLinkAttention, FeedForward
+from .casting import compute_dtype
 from .dit_block import modulate
 from .presets import PresetMixin
 from .rope import rope_1d
@@ -52,7 +55,7 @@ class AVLinkFusionBlock(nn.Module):
         self.audio_in = nn.Linear(audio_dim, dim)
         self.video_in = nn.Linear(video_dim, dim)
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
-        self.attn = Attention(dim, num_heads, qk_norm=qk_norm, eps=eps)
+        self.attn = AVLinkAttention(dim, num_heads, qk_norm=qk_norm, eps=eps)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
         self.audio_mlp = FeedForward(dim, mlp_dim, audio_dim)
         self.video_mlp = FeedForward(dim, mlp_dim, video_dim)
@@ -82,13 +85,13 @@ class AVLinkFusionBlock(nn.Module):
         joint = torch.cat([modulate(self.norm1(a), sa1, ca1), modulate(self.norm1(v), sv1, cv1)], dim=1)
         bias = self.attention_bias(time_distance)
         if return_audio and return_video:
-            joint = self.attn(joint, rope=rope, bias=bias)
+            joint = self.attn(joint, rotary_emb=rope, attention_bias=bias)
             a = a + ga1[:, None] * joint[:, :la]
             v = v + gv1[:, None] * joint[:, la:]
         else:  # only one side is read afterwards: attend from its tokens alone, to all tokens
             rows = slice(None, la) if return_audio else slice(la, None)
-            out = self.attn(joint[:, rows], context=joint, rope=(rope[0][rows], rope[1][rows]), context_rope=rope,
-                            bias=None if bias is None else bias[:, rows])
+            out = self.attn(joint[:, rows], encoder_hidden_states=joint, rotary_emb=(rope[0][rows], rope[1][rows]),
+                            key_rotary_emb=rope, attention_bias=None if bias is None else bias[:, rows])
             if return_audio:
                 a = a + ga1[:, None] * out
             else:
@@ -100,7 +103,7 @@ class AVLinkFusionBlock(nn.Module):
         return audio, video
 
 
-class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
+class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin):
     """N Fusion Blocks and their placement between two backbones.
 
     Paper scale (the defaults): 8 blocks between two 24-block, width-1024 backbones; per block
@@ -130,6 +133,10 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
     """
 
     _supports_gradient_checkpointing = True
+    _no_split_modules = ["AVLinkFusionBlock"]
+    _repeated_blocks = ["AVLinkFusionBlock"]
+    # Layerwise casting leaves the (t_a, t_v) modulation MLPs and the norms in the compute dtype.
+    _skip_layerwise_casting_patterns = ["time_mlp", "norm"]
 
     @register_to_config
     def __init__(
@@ -228,7 +235,7 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin):
 
     def modulation(self, audio_timestep: torch.Tensor, video_timestep: torch.Tensor):
         """Shared adaLN projections of both flow times, one per modality: (B, 5D + D_a), (B, 5D + D_v)."""
-        dtype = self.audio_time_mlp[0].weight.dtype
+        dtype = compute_dtype(self.audio_time_mlp[0])
         both = torch.cat([self.time_proj(audio_timestep), self.time_proj(video_timestep)], dim=-1).to(dtype)
         return self.audio_time_mlp(both), self.video_time_mlp(both)
 

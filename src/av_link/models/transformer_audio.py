@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
@@ -10,7 +12,7 @@ from .backbone import AVLinkBackboneMixin
 from .rope import rope_1d
 
 
-class AVLinkAudioTransformer(AVLinkBackboneMixin, ModelMixin, ConfigMixin):
+class AVLinkAudioTransformer(AVLinkBackboneMixin, ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin):
     """The frozen audio generator of AV-Link (paper scale by default: 24 blocks, width 1024, 576M parameters).
 
     Input `(B, T, in_channels)`: T frames of a mel spectrogram (or of an audio latent) at

@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
@@ -10,7 +12,7 @@ from .backbone import AVLinkBackboneMixin
 from .rope import rope_nd, split_head_dim_3d
 
 
-class AVLinkVideoTransformer(AVLinkBackboneMixin, ModelMixin, ConfigMixin):
+class AVLinkVideoTransformer(AVLinkBackboneMixin, ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin):
     """The frozen video generator of AV-Link (paper scale by default: 24 blocks, width 1024, RGB pixels).
 
     Input `(B, C, F, H, W)` at `frame_rate` frames per second, in pixel space scaled to [-1, 1] (or a

@@ -21,6 +21,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
+from ..loaders import AVLinkLoraLoaderMixin
 from ..schedulers.flow_time import scheduler_output, time_from_timestep
 from ..schedulers.scheduling_flow_match_euler import paper_sigmas
 from . import folders
@@ -68,7 +69,7 @@ def set_scheduler_timesteps(scheduler, num_inference_steps: int, sigmas, device)
     return scheduler.timesteps
 
 
-class AVLinkPipelineBase(DiffusionPipeline):
+class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
     generated: str = "audio"  # the modality this pipeline generates
     _callback_tensor_inputs = ["latents", *TEXT_INPUTS]
 

@@ -1,0 +1,1 @@
+from .lora import AVLinkLoraLoaderMixin, lora_save_kwargs
