@@ -197,9 +197,9 @@ def fuse_generated_queries_only(adapter: AVLinkFusionAdapter):
     `adapter.fuse` (same signature, same result)."""
     original = adapter.fuse
 
-    def fuse(index, audio, video, audio_mod, video_mod, rope, return_audio=True, return_video=True):
-        if return_audio == return_video:
-            return original(index, audio, video, audio_mod, video_mod, rope, return_audio, return_video)
+    def fuse(index, audio, video, audio_mod, video_mod, rope, return_audio=True, return_video=True, time_distance=None):
+        if return_audio == return_video or time_distance is not None:  # the prototype has no time bias
+            return original(index, audio, video, audio_mod, video_mod, rope, return_audio, return_video, time_distance)
         fuse.calls += 1
         block = adapter.blocks[index]
         sa1, ca1, ga1, sa2, ca2, ga2 = block._split(audio_mod + block.audio_modulation)

@@ -194,7 +194,7 @@ def test_demo_prints_no_deprecation_warnings(models, tmp_path, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code, _, err = run(capsys, "demo", "--model", os.path.dirname(models["v2a"]), "--out", tmp_path / "demo",
-                           "--steps", "2", "--vocoder", "pipeline")
+                           "--steps", "2")
     assert code == 0, err
     deprecations = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))]
     assert deprecations == []
