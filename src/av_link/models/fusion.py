@@ -64,6 +64,14 @@ class AVLinkFusionBlock(nn.Module):
         # PixArt-alpha / Wan, which is what keeps a block at the paper's 23.25M parameters.
         self.audio_modulation = nn.Parameter(torch.zeros(5 * dim + audio_dim))
         self.video_modulation = nn.Parameter(torch.zeros(5 * dim + video_dim))
+        # The attention gates (gate1) act inside the adapter's own width, so they can start open: only the
+        # reinjection gates (gate2) must start at zero for an untrained adapter to leave the backbones
+        # unchanged. With gate1 at zero too, the cross-modal path is a product of two closed gates and
+        # learns very slowly: on SynthHits v2 the RoPE-only adapter still had gate1 ~ 0.04 after 4750
+        # steps and its audio ignored the video's timing entirely (docs/synthhits.md).
+        with torch.no_grad():
+            self.audio_modulation[2 * dim:3 * dim] = 1.0
+            self.video_modulation[2 * dim:3 * dim] = 1.0
 
     def _split(self, mod: torch.Tensor):
         d = self.dim
