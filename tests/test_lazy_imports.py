@@ -1,6 +1,7 @@
 """`import av_link` and `av-link --help` stay cheap: torch, diffusers and transformers load only when used."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -86,3 +87,16 @@ def test_metrics_do_not_import_the_data_generators():
     )
     assert result["data"] == [] and result["frames"] == 3
     assert result["band"] == [10, 13]  # the surface starts at row 13 of 16; the band is the 3 rows above it
+
+
+@pytest.mark.parametrize("diffusers_first", [False, True])
+def test_generic_diffusion_pipeline_loads_an_av_link_folder_after_a_plain_import(diffusers_first):
+    folder = os.path.join(os.path.dirname(av_link.__file__), "assets", "synthhits", "v2a")
+    imports = ["from diffusers import DiffusionPipeline", "import av_link"]
+    result = _fresh_python(
+        "import json, sys\n"
+        + "\n".join(imports if diffusers_first else imports[::-1]) + "\n"
+        + f"pipe = DiffusionPipeline.from_pretrained({folder!r})\n"
+        "print(json.dumps(dict(name=type(pipe).__name__)))\n"
+    )
+    assert result["name"] == "AVLinkV2APipeline"

@@ -37,6 +37,11 @@ _module_of = {name: module for module, names in _import_structure.items() for na
 __all__ = ["__version__", *_module_of]
 
 
+from .diffusers_registration import install as _install_diffusers_registration  # noqa: E402
+
+_install_diffusers_registration()  # DiffusionPipeline.from_pretrained finds av-link's pipelines, without importing diffusers now
+
+
 def __getattr__(name):
     module = _module_of.get(name)
     if module is None:
