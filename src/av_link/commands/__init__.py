@@ -71,7 +71,7 @@ class Subcommand:
 SUBCOMMANDS: Dict[str, Subcommand] = {}
 
 # This package's subcommand modules, imported by the parser in this order (the order of `av-link --help`).
-BUILTIN_MODULES = ("v2a", "a2v", "t2a", "t2v", "make_synthetic", "evaluate", "demo")
+BUILTIN_MODULES = ("v2a", "a2v", "text_only", "make_synthetic", "evaluate", "demo")
 
 # Modules that register subcommands with `register_subcommand` when imported (e.g. "av_link.data.cli").
 SUBCOMMAND_MODULES: list = []
