@@ -133,11 +133,10 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         time_bias: add a learned, per-head `-slope * |time distance|` bias (in RoPE positions, i.e. seconds
             x `time_rate`) to the Fusion Blocks' attention logits, slopes starting at `time_bias_slopes`.
             Not in the paper (off by default, so the paper's block and older checkpoints are unchanged).
-            RoPE alone lets attention *prefer* tokens at the same instant, but a tiny adapter has to grow
-            large, well-aligned q/k components in RoPE's fastest pair before attention is local at all; the
-            bias makes some heads local from step 0, so the adapter can learn *when* from the other
-            modality (on SynthHits v2 the RoPE-only adapter learned the sound's kind but not its timing:
-            docs/synthhits.md).
+            RoPE alone lets attention *prefer* tokens at the same instant only once q/k grow large components
+            in RoPE's fastest pair; the bias makes some heads local from step 0. On SynthHits v2 it did not by
+            itself make a tiny adapter time sounds from the motion (training the generated modality at lower
+            t did: docs/synthhits.md); whether it is still needed with that schedule is not measured.
     """
 
     _supports_gradient_checkpointing = True
