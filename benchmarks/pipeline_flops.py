@@ -48,8 +48,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from diffusers.models.embeddings import apply_rotary_emb
 from torch.utils.flop_counter import FlopCounterMode
 
 from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
@@ -180,14 +178,9 @@ def count(fn):
 # -- a hand-written sampler with the pipeline's savings as switches (for the naive baseline and the ablation) --
 
 def attention_rows(attn, x, rows: slice, rope):
-    """`attn(x, rope=rope)[:, rows]`, computing only the query rows `rows` (keys/values from all of x)."""
-    q = attn.norm_q(attn._heads(attn.to_q(x[:, rows])))
-    k = attn.norm_k(attn._heads(attn.to_k(x)))
-    v = attn._heads(attn.to_v(x))
+    """`attn(x, rotary_emb=rope)[:, rows]`, computing only the query rows `rows` (keys/values from all of x)."""
     cos, sin = rope
-    q = apply_rotary_emb(q, (cos[rows], sin[rows]), use_real=True, use_real_unbind_dim=-1)
-    k = apply_rotary_emb(k, rope, use_real=True, use_real_unbind_dim=-1)
-    return attn.to_out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
+    return attn(x[:, rows], encoder_hidden_states=x, rotary_emb=(cos[rows], sin[rows]), key_rotary_emb=rope)
 
 
 def fuse_generated_queries_only(adapter: AVLinkFusionAdapter):
@@ -374,7 +367,7 @@ def check_prototype(steps: int = 4) -> dict:
         pipe.set_progress_bar_config(disable=True)
         if direction == "v2a":
             call = lambda: pipe(video=torch.rand(1, 3, 12, 16, 16, generator=torch.Generator().manual_seed(1)),  # noqa: E731
-                                prompt="a knock", num_inference_steps=steps, output_type="latent",
+                                video_fps=pipe.video_fps, prompt="a knock", num_inference_steps=steps, output_type="latent",
                                 generator=torch.Generator().manual_seed(2)).audios
         else:
             call = lambda: pipe(audio=torch.randn(1, 44100, generator=torch.Generator().manual_seed(1)) * 0.1,  # noqa: E731
