@@ -45,7 +45,11 @@ def parse_args(argv=None):
                              "(default: fresh blocks of --preset and --adapter_config)")
     parser.add_argument("--generated_text_dropout", type=float, default=0.5)
     parser.add_argument("--conditioning_text_dropout", type=float, default=0.2)
-    parser.add_argument("--logit_mean", type=float, default=-1.0)
+    parser.add_argument("--logit_mean", type=float, default=-1.0,
+                        help="mean of the logit-normal flow time of the generated modality (t = 0 is noise). Lower "
+                             "values train more at the noisy times where only the conditioning input can decide the "
+                             "timing; on SynthHits v2, -2.0 made V2A follow the motion where -1.0 did not "
+                             "(docs/synthhits.md)")
     parser.add_argument("--logit_std", type=float, default=1.0)
     add_training_arguments(parser)
     add_lora_arguments(parser)
