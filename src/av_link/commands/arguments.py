@@ -6,6 +6,9 @@ from typing import Sequence
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv")
 AUDIO_EXTENSIONS = (".wav",)
+# What a folder given as input contributes (any of these ffmpeg reads); outputs use the lists above.
+VIDEO_INPUT_EXTENSIONS = VIDEO_EXTENSIONS + (".webm", ".avi")
+AUDIO_INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac") + VIDEO_INPUT_EXTENSIONS
 
 def positive_int(text: str) -> int:
     try:
@@ -66,8 +69,9 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="a local directory saved with save_pretrained")
 
 
-def add_output_argument(parser: argparse.ArgumentParser, extensions: Sequence[str]) -> None:
-    parser.add_argument("--out", required=True, metavar="PATH", help=f"output file ({', '.join(extensions)})")
+def add_output_argument(parser: argparse.ArgumentParser, extensions: Sequence[str], folder: bool = False) -> None:
+    also = "; a folder when the input is a folder" if folder else ""
+    parser.add_argument("--out", required=True, metavar="PATH", help=f"output file ({', '.join(extensions)}){also}")
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,39 +1,71 @@
-"""`av-link v2a`: the soundtrack of a video."""
-
-import time
+"""`av-link v2a`: the soundtrack of a video (or of every video in a folder)."""
 
 from . import CLIError, subcommand
 from .arguments import (
     AUDIO_EXTENSIONS,
     VIDEO_EXTENSIONS,
+    VIDEO_INPUT_EXTENSIONS,
     add_device_arguments,
     add_model_argument,
     add_output_argument,
     add_sampling_arguments,
 )
-from .helpers import (
-    _configure_progress,
-    _finish,
-    _precision_errors,
-    _sampling_kwargs,
-    _seconds,
-    check_input_file,
-    check_output_path,
-    make_generator,
-    resolve_device,
-    resolve_dtype,
-)
-from .loading import check_pipeline_dir, load_pipeline
+from .conversion import Conversion, run_conversion
+from .helpers import _sampling_kwargs, _seconds
 
 
 def _add_v2a_arguments(parser):
     add_model_argument(parser)
-    parser.add_argument("--video", required=True, metavar="PATH", help="input video (any format ffmpeg reads)")
-    add_output_argument(parser, VIDEO_EXTENSIONS + AUDIO_EXTENSIONS)
+    parser.add_argument("--video", required=True, metavar="PATH",
+                        help="input video (any format ffmpeg reads), or a folder of them")
+    add_output_argument(parser, VIDEO_EXTENSIONS + AUDIO_EXTENSIONS, folder=True)
     parser.add_argument("--wav", action="store_true",
                         help="write the generated audio alone to --out (a .wav) instead of muxing it into the input video")
     add_sampling_arguments(parser, conditioning=True)
     add_device_arguments(parser)
+
+
+def _pipeline_class():
+    from ..pipelines import AVLinkV2APipeline
+
+    return AVLinkV2APipeline
+
+
+def _read(path):
+    from ..utils.media_io import read_video
+
+    return read_video(path)
+
+
+def _check(pipe, args):
+    if pipe.vocoder is None:
+        raise CLIError(f"{args.model} has no vocoder, so it cannot produce a waveform")
+
+
+def _sample(pipe, args, source, generator):
+    frames, fps = source
+    return pipe(video=frames, video_fps=fps, generator=generator, **_sampling_kwargs(args, conditioning=True))
+
+
+def _write(pipe, args, source, out, path) -> str:
+    from ..utils.media_io import write_video, write_wav
+
+    (frames, fps), audio, rate = source, out.audios[0], out.sample_rate
+    duration = audio.shape[-1] / rate
+    vocoder = type(pipe.vocoder).__name__
+    if args.wav:
+        write_wav(path, audio, rate)
+        return f"wrote {path} ({_seconds(duration)} of audio at {rate} Hz, vocoder {vocoder})"
+    write_video(path, frames, fps, audio=audio, sample_rate=rate)  # clips to [-1, 1] like write_wav
+    return (f"wrote {path} ({len(frames)} input frames at {fps:g} fps, {_seconds(len(frames) / fps)}, with "
+            f"{_seconds(duration)} of generated audio at {rate} Hz, vocoder {vocoder})")
+
+
+V2A = Conversion(
+    command="v2a", input_option="--video", input_extensions=VIDEO_INPUT_EXTENSIONS,
+    output_extensions=lambda args: AUDIO_EXTENSIONS if args.wav else VIDEO_EXTENSIONS,
+    pipeline_class=_pipeline_class, read=_read, sample=_sample, write=_write, check=_check,
+)
 
 
 @subcommand(
@@ -41,35 +73,9 @@ def _add_v2a_arguments(parser):
     help="generate the soundtrack of a video",
     arguments=_add_v2a_arguments,
     description="Generate audio for --video and write the input video (its own frames and frame rate) with the "
-                "generated audio muxed in, or with --wav the audio alone.",
+                "generated audio muxed in, or with --wav the audio alone. With a folder as --video, every video in it "
+                "goes to the folder --out (split across processes under `accelerate launch`; existing outputs are "
+                "skipped; a summary is written there).",
 )
 def run_v2a(args) -> int:
-    from ..pipelines import AVLinkV2APipeline
-    from ..utils.media_io import read_video, write_video, write_wav
-
-    started = time.perf_counter()
-    check_output_path(args.out, AUDIO_EXTENSIONS if args.wav else VIDEO_EXTENSIONS, inputs=[args.video])
-    check_input_file(args.video, "--video")
-    device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
-    check_pipeline_dir(AVLinkV2APipeline, args.model)  # fail on a bad --model before decoding the video
-    frames, fps = read_video(args.video)
-    pipe = load_pipeline(AVLinkV2APipeline, args.model, device, dtype)
-    if pipe.vocoder is None:
-        raise CLIError(f"{args.model} has no vocoder, so it cannot produce a waveform")
-    _configure_progress(pipe, args, "v2a")
-    generator, args.seed_used = make_generator(args.seed, device)
-    with _precision_errors(device, dtype):
-        out = pipe(video=frames, video_fps=fps, generator=generator, **_sampling_kwargs(args, conditioning=True))
-    audio, rate = out.audios[0], out.sample_rate
-    duration = audio.shape[-1] / rate
-    vocoder = type(pipe.vocoder).__name__
-    if args.wav:
-        write_wav(args.out, audio, rate)
-        return _finish(args, f"wrote {args.out} ({_seconds(duration)} of audio at {rate} Hz, vocoder {vocoder})", started)
-    write_video(args.out, frames, fps, audio=audio, sample_rate=rate)  # clips to [-1, 1] like write_wav
-    return _finish(
-        args,
-        f"wrote {args.out} ({len(frames)} input frames at {fps:g} fps, {_seconds(len(frames) / fps)}, with "
-        f"{_seconds(duration)} of generated audio at {rate} Hz, vocoder {vocoder})",
-        started,
-    )
+    return run_conversion(V2A, args)
