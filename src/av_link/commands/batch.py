@@ -59,15 +59,28 @@ def check_output_folder(out: str, source_dir: str, clips: list, extension: str) 
         raise CLIError(f"--out {out}: the folder is not writable")
 
 
-def run_folder(conversion: Conversion, args) -> int:
+def _process_state(args):
+    """accelerate's view of this process (one process when not launched). CPU processes must say so, or
+    `PartialState` does not join them: `accelerate launch` marks them with ACCELERATE_USE_CPU (which only
+    `Accelerator` reads), and a machine without CUDA has no other choice."""
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
+    if args.device:
+        cpu = resolve_device(args.device).type == "cpu"
+    else:
+        cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    return PartialState(cpu=cpu)
+
+
+def run_folder(conversion: Conversion, args) -> int:
     started = time.perf_counter()
     source_dir, out_dir = conversion.source(args), args.out
     extension = conversion.output_extensions(args)[0]
     clips = list_clips(source_dir, conversion.input_extensions, conversion.input_option)
     check_output_folder(out_dir, source_dir, clips, extension)
-    state = PartialState()
+    state = _process_state(args)
     device = resolve_device(args.device) if args.device else state.device  # each process its own accelerator
     resolve_dtype(args.dtype)
     check_pipeline_dir(conversion.pipeline_class(), args.model)
@@ -105,7 +118,7 @@ def _run_share(conversion, args, share, out_dir, extension, progress, device, st
         for source in share:
             out = os.path.join(out_dir, output_name(source, extension))
             if os.path.exists(out):  # written meanwhile by another run
-                results.append(_result(source, extension, "skipped"))
+                results.append(_result(source, extension, "skipped", process=state.process_index))
                 bar.update()
                 continue
             clip_started = time.perf_counter()
@@ -113,19 +126,21 @@ def _run_share(conversion, args, share, out_dir, extension, progress, device, st
             try:
                 check_input_file(source, conversion.input_option)
                 convert_clip(conversion, pipe, args, source, out, progress, generator)
-                results.append(_result(source, extension, "done", time.perf_counter() - clip_started, seed=seed))
+                results.append(_result(source, extension, "done", time.perf_counter() - clip_started, seed,
+                                       process=state.process_index))
             except Exception as err:  # a bad clip must not stop the batch; KeyboardInterrupt is not an Exception
                 if debug:
                     raise
-                results.append(_result(source, extension, "failed", time.perf_counter() - clip_started, seed, _reason(err)))
+                results.append(_result(source, extension, "failed", time.perf_counter() - clip_started, seed, _reason(err),
+                                       state.process_index))
                 progress.note(f"failed {os.path.basename(source)}: {_reason(err)}")
             bar.update()
     return results
 
 
-def _result(source, extension, status, seconds=None, seed=None, error=None) -> dict:
+def _result(source, extension, status, seconds=None, seed=None, error=None, process=0) -> dict:
     return dict(input=os.path.basename(source), output=output_name(source, extension), status=status,
-                seconds=None if seconds is None else round(seconds, 3), seed=seed, error=error)
+                seconds=None if seconds is None else round(seconds, 3), seed=seed, error=error, process=process)
 
 
 def summarize(command, source_dir, out_dir, results, processes, seconds) -> dict:
