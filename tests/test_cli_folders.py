@@ -107,7 +107,7 @@ def test_an_interrupted_batch_resumes(models, tmp_path, capsys, monkeypatch):
 
 def test_a2v_folder(models, tmp_path, capsys):
     source, out = sounds(tmp_path / "in", 2), tmp_path / "out"
-    code, stdout, err = run(capsys, "a2v", "--model", models["a2v"], "--audio", source, "--out", out, *FAST)
+    code, _, err = run(capsys, "a2v", "--model", models["a2v"], "--audio", source, "--out", out, *FAST)
     assert code == 0, err
     assert sorted(os.listdir(out)) == [SUMMARY_NAME, "s0.mp4", "s1.mp4"]
     assert summary(out)["done"] == 2 and summary(out)["command"] == "a2v"
@@ -176,6 +176,8 @@ def test_folder_without_clips_or_with_clashing_names(models, tmp_path, capsys):
     (clash / "c0.mkv").write_bytes((clash / "c0.mp4").read_bytes())
     code, _, err = run(capsys, "v2a", "--model", models["v2a"], "--video", clash, "--out", tmp_path / "o2", *FAST)
     assert code == 1 and "c0.mkv and c0.mp4 would both write c0.mp4" in err and not (tmp_path / "o2").exists()
+    code, _, err = run(capsys, "v2a", "--model", models["a2v"], "--video", videos(tmp_path / "ok", 1), "--out", tmp_path / "o3")
+    assert code == 1 and "holds an AVLinkA2VPipeline" in err and not (tmp_path / "o3").exists()
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
     av-link v2a --model DIR --video in.mp4 --out out.mp4 [--wav] [--prompt ...]
     av-link a2v --model DIR --audio in.wav --out out.mp4 [--height H --width W] [--prompt ...]
+    av-link v2a --model DIR --video clips/ --out outs/     # every clip of a folder (a2v too; see :mod:`.batch`)
     av-link t2a --model DIR --prompt ... --out out.wav [--seconds S]
     av-link t2v --model DIR --prompt ... --out out.mp4 [--seconds S]
 

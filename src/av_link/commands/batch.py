@@ -40,7 +40,7 @@ def list_clips(directory: str, extensions, option: str) -> list:
 
 
 def check_output_folder(out: str, source_dir: str, clips: list, extension: str) -> None:
-    """`--out` must be a folder (made if missing), not the input folder, and the outputs' names must not collide."""
+    """`--out` must be a folder (or not exist yet), not the input folder, and the outputs' names must not collide."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise CLIError(f"--out {out}: is a file; with a folder of inputs --out is the folder to write to")
     if not os.path.exists(out) and os.path.splitext(out)[1].lower() in VIDEO_EXTENSIONS + AUDIO_EXTENSIONS:
@@ -54,8 +54,7 @@ def check_output_folder(out: str, source_dir: str, clips: list, extension: str) 
             raise CLIError(f"{os.path.basename(seen[name])} and {os.path.basename(clip)} would both write {name}; "
                            f"rename one of them")
         seen[name] = clip
-    os.makedirs(out, exist_ok=True)
-    if not os.access(out, os.W_OK):
+    if os.path.isdir(out) and not os.access(out, os.W_OK):
         raise CLIError(f"--out {out}: the folder is not writable")
 
 
@@ -84,6 +83,7 @@ def run_folder(conversion: Conversion, args) -> int:
     device = resolve_device(args.device) if args.device else state.device  # each process its own accelerator
     resolve_dtype(args.dtype)
     check_pipeline_dir(conversion.pipeline_class(), args.model)
+    os.makedirs(out_dir, exist_ok=True)  # only now: a run that fails its checks leaves no folder behind
     done_before = [c for c in clips if os.path.exists(os.path.join(out_dir, output_name(c, extension)))]
     pending = [c for c in clips if c not in done_before]
     # Every process lists the outputs before any process writes one, so all split the same pending list.

@@ -2,7 +2,6 @@
 
 import os
 import secrets
-import sys
 import time
 from contextlib import contextmanager
 from typing import Iterable, Optional, Sequence
@@ -94,10 +93,6 @@ def make_generator(seed: Optional[int], device):
 
 def dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
-
-
-def _configure_progress(pipe, args, desc: str) -> None:
-    pipe.set_progress_bar_config(disable=bool(getattr(args, "quiet", False)), desc=desc, file=sys.stderr, leave=True)
 
 
 @contextmanager

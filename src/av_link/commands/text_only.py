@@ -5,7 +5,6 @@ import time
 from . import subcommand
 from .arguments import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, add_text_arguments
 from .helpers import (
-    _configure_progress,
     _finish,
     _precision_errors,
     _sampling_kwargs,
@@ -16,6 +15,7 @@ from .helpers import (
     resolve_dtype,
 )
 from .loading import CROSS_MODAL, load_pipeline
+from .progress import Progress
 
 
 def _generate(args, name: str, pipeline_class: str, extensions, **length):
@@ -25,7 +25,7 @@ def _generate(args, name: str, pipeline_class: str, extensions, **length):
     check_output_path(args.out, extensions)
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     pipe = load_pipeline(getattr(pipelines, pipeline_class), args.model, device, dtype, accept=CROSS_MODAL)
-    _configure_progress(pipe, args, name)
+    Progress(name, enabled=not args.quiet).sampling(pipe)
     generator, args.seed_used = make_generator(args.seed, device)
     with _precision_errors(device, dtype):
         out = pipe(generator=generator, **length, **_sampling_kwargs(args, conditioning=False))
