@@ -195,8 +195,8 @@ def test_cache_avoids_second_decode(messy, tmp_path, monkeypatch):
             return fn(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(dataset_module, "read_video", counting("video", dataset_module.read_video))
-    monkeypatch.setattr(dataset_module, "read_audio", counting("audio", dataset_module.read_audio))
+    monkeypatch.setattr(dataset_module, "decode_video", counting("video", dataset_module.decode_video))
+    monkeypatch.setattr(dataset_module, "decode_audio", counting("audio", dataset_module.decode_audio))
     monkeypatch.setattr(scan_module, "probe_media", counting("probe", scan_module.probe_media))  # the scan probes
     cache = tmp_path / "cache"
     plain = AVClipDataset(root, **OPTS)
@@ -249,7 +249,7 @@ def test_audio_only_never_decodes_video(messy, monkeypatch, shared_cache):
     def no_video(*args, **kwargs):
         raise AssertionError("video decoded for an audio-only dataset")
 
-    monkeypatch.setattr(dataset_module, "read_video", no_video)
+    monkeypatch.setattr(dataset_module, "decode_video", no_video)
     ds = AVClipDataset(root, modalities=("audio",), **OPTS)
     assert len(ds) == 5 and "no audio" in ds.skipped
     item = ds[1]

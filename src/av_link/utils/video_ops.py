@@ -28,6 +28,11 @@ def model_frame_count(num_frames: int, fps: float, target_fps: float) -> int:
     return out_frames
 
 
+def exposure_overlap(start, end, j, fps: float):
+    """Seconds of input frame ``j`` (covering ``[j, j + 1) / fps``) inside ``[start, end)``; never negative."""
+    return np.clip(np.minimum(end, (j + 1) / fps) - np.maximum(start, j / fps), 0.0, None)
+
+
 def exposure_weights(num_frames: int, fps: float, target_fps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Banded weights of the box filter: ``(index, weight)``, both ``(out_frames, K)``; output frame ``k`` is
     ``sum_i weight[k, i] * input[index[k, i]]`` with rows summing to 1 (padding has weight 0)."""
@@ -36,7 +41,7 @@ def exposure_weights(num_frames: int, fps: float, target_fps: float) -> tuple[to
     start, end = k / target_fps, (k + 1) / target_fps
     width = int(math.ceil(fps / target_fps)) + 1  # input frames one output interval can touch
     j = np.floor(start * fps).astype(np.int64) + np.arange(width)[None, :]
-    overlap = np.clip(np.minimum(end, (j + 1) / fps) - np.maximum(start, j / fps), 0.0, None)
+    overlap = exposure_overlap(start, end, j, fps)
     overlap[(j < 0) | (j >= num_frames)] = 0.0
     weight = overlap / overlap.sum(axis=1, keepdims=True)  # > 0: the last output starts before the input ends
     return torch.from_numpy(np.clip(j, 0, num_frames - 1)), torch.from_numpy(weight).float()
