@@ -45,31 +45,33 @@ def _add_v2a_arguments(parser):
 )
 def run_v2a(args) -> int:
     from ..pipelines import AVLinkV2APipeline
-    from ..utils.media_io import read_video, write_video, write_wav
+    from ..utils.media_io import mux_audio, write_wav
+    from ..utils.media_stream import open_video
 
     started = time.perf_counter()
     check_output_path(args.out, AUDIO_EXTENSIONS if args.wav else VIDEO_EXTENSIONS, inputs=[args.video])
     check_input_file(args.video, "--video")
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     check_pipeline_dir(AVLinkV2APipeline, args.model)  # fail on a bad --model before decoding the video
-    frames, fps = read_video(args.video)
+    _, fps = open_video(args.video)  # probe only (cached): the pipeline decodes the file as a stream
     pipe = load_pipeline(AVLinkV2APipeline, args.model, device, dtype)
     if pipe.vocoder is None:
         raise CLIError(f"{args.model} has no vocoder, so it cannot produce a waveform")
     _configure_progress(pipe, args, "v2a")
     generator, args.seed_used = make_generator(args.seed, device)
     with _precision_errors(device, dtype):
-        out = pipe(video=frames, video_fps=fps, generator=generator, **_sampling_kwargs(args, conditioning=True))
+        out = pipe(video=args.video, generator=generator, **_sampling_kwargs(args, conditioning=True))
     audio, rate = out.audios[0], out.sample_rate
     duration = audio.shape[-1] / rate
     vocoder = type(pipe.vocoder).__name__
     if args.wav:
         write_wav(args.out, audio, rate)
         return _finish(args, f"wrote {args.out} ({_seconds(duration)} of audio at {rate} Hz, vocoder {vocoder})", started)
-    write_video(args.out, frames, fps, audio=audio, sample_rate=rate)  # clips to [-1, 1] like write_wav
+    # the input's video stream is copied (re-encoded only if --out's container cannot hold it)
+    how = mux_audio(args.out, args.video, audio, rate)  # clips to [-1, 1] like write_wav
     return _finish(
         args,
-        f"wrote {args.out} ({len(frames)} input frames at {fps:g} fps, {_seconds(len(frames) / fps)}, with "
+        f"wrote {args.out} (input video {'stream copied' if how == 'copy' else 're-encoded'}, {fps:g} fps, with "
         f"{_seconds(duration)} of generated audio at {rate} Hz, vocoder {vocoder})",
         started,
     )

@@ -342,24 +342,36 @@ def _ffmpeg_write(path: PathLike, source: List[str], codec: List[str], audio, sa
             raise MediaError(f"{os.fspath(path)}: ffmpeg wrote no audio stream ({wav.shape[1]} samples at {sample_rate} Hz)")
 
 
+# Video codecs that players expect in each container; ffmpeg will mux more (e.g. FFV1 into mp4) but the file then
+# plays almost nowhere. Containers not listed (Matroska) take whatever ffmpeg accepts.
+_PLAYABLE_CODECS = {
+    ".mp4": {"h264", "hevc", "av1", "vp9", "mpeg4"},
+    ".m4v": {"h264", "hevc", "av1", "vp9", "mpeg4"},
+    ".mov": {"h264", "hevc", "av1", "mpeg4", "prores", "mjpeg", "mpeg2video", "dnxhd"},
+}
+
+
 def mux_audio(path: PathLike, video_path: PathLike, audio, sample_rate: int, crf: int = 18) -> str:
     """Write `video_path`'s video stream with `audio` (muxed as AAC, like :func:`write_video`) to `path`.
 
     The video stream is copied, packets untouched (no re-encode, so no quality loss and no decoding); only when
-    the output container cannot carry the input's codec (ffmpeg refuses to mux it) is it re-encoded to H.264
-    like :func:`write_video` (odd sizes padded by a replicated row/column). Returns ``"copy"`` or ``"encode"``.
+    the output container cannot carry the input's codec (not playable there, or ffmpeg refuses it) is it
+    re-encoded to H.264 like :func:`write_video` (odd sizes padded by a replicated row/column).
+    Returns ``"copy"`` or ``"encode"``.
     """
     from .media_stream import open_video
 
     video_path = os.fspath(video_path)
     info, _ = open_video(video_path)
     source = ["-i", video_path]
-    try:
-        _ffmpeg_write(path, source, ["-c:v", "copy"], audio, sample_rate, f"copy the {info.video_codec} video stream")
-        return "copy"
-    except MediaError as err:
-        if "could not copy" not in str(err):
-            raise
+    playable = _PLAYABLE_CODECS.get(os.path.splitext(os.fspath(path))[1].lower())
+    if playable is None or info.video_codec in playable:
+        try:
+            _ffmpeg_write(path, source, ["-c:v", "copy"], audio, sample_rate, f"copy the {info.video_codec} video stream")
+            return "copy"
+        except MediaError as err:
+            if "could not copy" not in str(err):
+                raise
     pad_h, pad_w = (info.height or 0) % 2, (info.width or 0) % 2
     codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-preset", "medium"]
     if pad_h or pad_w:

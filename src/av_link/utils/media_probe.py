@@ -5,15 +5,17 @@ log. It runs ``ffmpeg -i FILE`` (the ffmpeg shipped with ``imageio-ffmpeg``; no 
 stream summary is all we need; with ``count_packets`` it also copies every packet to the null muxer, which counts
 the video frames and finds truncated or corrupt files without decoding. A plain wav is answered from its header.
 
-Results are cached per (path, size, mtime), so a file is probed once per process however many readers ask.
+Results are cached per (path, size, mtime), so a file is probed once per process however many readers ask
+(the dataset scan, the decoders, the muxer).
 """
 
-import functools
 import math
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple, Union
 
 __all__ = ["MediaInfo", "probe", "ffmpeg_exe", "ffmpeg_reason", "strip_ffmpeg_prefix"]
@@ -145,18 +147,16 @@ def _probe_ffmpeg(path: str, count_packets: bool) -> MediaInfo:
     return MediaInfo(path, **fields)
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_probe(path: str, size: int, mtime_ns: int, count_packets: bool) -> MediaInfo:
-    del size, mtime_ns  # cache key only: a rewritten file is probed again
-    if path.lower().endswith((".wav", ".wave")):
-        info = _probe_wav(path)
-        if info is not None:
-            return info
-    return _probe_ffmpeg(path, count_packets)
+_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()  # key -> (info, packets counted)
+_CACHE_SIZE = 256
+_LOCK = threading.Lock()  # the dataset scan probes from a thread pool
 
 
 def probe(path: PathLike, count_packets: bool = False) -> MediaInfo:
-    """Probe `path` once (cached until the file changes); never raises for a bad file: see ``error``."""
+    """Probe `path` once (cached until the file changes); never raises for a bad file: see ``error``.
+
+    A probe that counted packets also answers later plain probes; a plain one is redone to count them.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         return MediaInfo(path, error="no such file")
@@ -165,4 +165,16 @@ def probe(path: PathLike, count_packets: bool = False) -> MediaInfo:
     stat = os.stat(path)
     if stat.st_size == 0:
         return MediaInfo(path, error="file is empty (0 bytes)")
-    return _cached_probe(path, stat.st_size, stat.st_mtime_ns, bool(count_packets))
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    with _LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None and (cached[1] or not count_packets):
+        return replace(cached[0], path=path)
+    info = _probe_wav(path) if path.lower().endswith((".wav", ".wave")) else None
+    if info is None:
+        info = _probe_ffmpeg(path, count_packets)
+    with _LOCK:
+        _CACHE[key] = (info, count_packets or info.audio_samples is not None)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return info
