@@ -20,8 +20,10 @@ def probe_media(path: PathLike, verify: str = "packets") -> Dict[str, Any]:
     ``video_frames`` (packet count; ``verify="packets"`` only), ``duration`` (container), ``audio_duration``
     (wav header) and ``sample_rate``. ``verify="decode"`` probes like ``"packets"``; decoding is the dataset's job.
     """
-    info = probe(path, count_packets=verify != "header")
-    out: Dict[str, Any] = dict(error=info.error, video=info.has_video, audio=info.has_audio)
+    packets = verify != "header"
+    info = probe(path, count_packets=packets)
+    error = info.error or (info.packet_error if packets else None)
+    out: Dict[str, Any] = dict(error=error, video=info.has_video, audio=info.has_audio)
     if info.audio_samples is not None:  # a wav answered from its header
         out.update(audio_duration=info.duration, sample_rate=info.sample_rate)
         return out
@@ -33,7 +35,7 @@ def probe_media(path: PathLike, verify: str = "packets") -> Dict[str, Any]:
         out["fps"] = info.fps
     if info.has_audio:
         out["sample_rate"] = info.sample_rate
-    if info.video_frames is not None:
+    if packets and info.video_frames is not None:  # a header probe judges the header alone
         out["video_frames"] = info.video_frames
     return out
 

@@ -69,6 +69,7 @@ class MediaInfo:
     audio_codec: Optional[str] = None
     audio_samples: Optional[int] = None  # wav header only
     video_frames: Optional[int] = None  # packet count, with count_packets only
+    packet_error: Optional[str] = None  # a truncated or corrupt packet, with count_packets only
 
     @property
     def has_video(self) -> bool:
@@ -140,7 +141,7 @@ def _probe_ffmpeg(path: str, count_packets: bool) -> MediaInfo:
         tail = text[len(head):]
         bad = [strip_ffmpeg_prefix(line) for line in tail.splitlines() if _PACKET_ERROR_RE.search(line)]
         if proc.returncode != 0 or bad:
-            fields["error"] = bad[0] if bad else f"ffmpeg could not read the packets (exit code {proc.returncode})"
+            fields["packet_error"] = bad[0] if bad else f"ffmpeg could not read the packets (exit code {proc.returncode})"
         frames = _FRAME_RE.findall(tail)
         if video and frames:
             fields["video_frames"] = int(frames[-1])
