@@ -21,7 +21,7 @@ from av_link.utils.media_io import (
 from av_link.utils.media_probe import ffmpeg_exe, probe
 from av_link.utils.media_stream import decode_audio, decode_video
 from av_link.utils.stream_resample import BoxFilterStream, PolyphaseStream
-from av_link.utils.video_ops import resample_video
+from av_link.utils.video_ops import cover_crop_weights, resample_video, resize_cover_crop
 
 
 def _noise_video(path, num_frames, fps, height, width, audio_rate=None, seed=0):
@@ -69,6 +69,15 @@ def test_box_filter_stream_holds_only_the_frames_it_is_building():
         assert len(stream._open) <= 2  # ceil(30 / 6) + 1 input frames reach at most two model frames
     with pytest.raises(ValueError, match="shorter than one model frame"):
         BoxFilterStream(30, 6).finish()
+
+
+@pytest.mark.parametrize("size", [(36, 64, 12, 16), (720, 1280, 16, 16), (720, 1280, 36, 64), (17, 33, 40, 60), (9, 9, 9, 9)])
+def test_cover_crop_weights_are_the_resize(size):
+    h, w, height, width = size
+    frames = torch.rand(2, 3, h, w)
+    rows, cols = cover_crop_weights(h, w, height, width)
+    got = torch.einsum("yh,nchw,xw->ncyx", rows, frames, cols)
+    torch.testing.assert_close(got, resize_cover_crop(frames, height, width), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("rates", [(44100, 16000), (48000, 22050), (8000, 16000), (22050, 22050), (12345, 16000)])

@@ -4,7 +4,8 @@ Video goes through ``imageio_ffmpeg.read_frames``: the ffmpeg shipped with ``ima
 on a pipe and we read it a few frames at a time. PyAV is not a dependency of av-link, and ffmpeg's own ``fps``
 and ``scale`` filters would not reproduce the models' input conversion (``fps`` picks frames, the models were
 trained on an exposure-weighted box filter; ``scale`` is not torch's antialiased bilinear). So ffmpeg only
-decodes, and each chunk is resized with :func:`~av_link.utils.video_ops.resize_cover_crop` and box-filtered in
+decodes, and each chunk is resized as :func:`~av_link.utils.video_ops.resize_cover_crop` does (through
+:func:`~av_link.utils.video_ops.cover_crop_weights`, the same weights as two matrix products) and box-filtered in
 time by :class:`~av_link.utils.stream_resample.BoxFilterStream` as it arrives: the result is
 :func:`~av_link.utils.video_ops.resample_video` of the fully decoded clip (resize first, then the time
 filter, as there), while at most one chunk of full-resolution frames exists at a time.
@@ -90,17 +91,24 @@ def decode_video(path, target_fps: float, height: int, width: int, fps: Optional
     ``resample_video(all_frames, fps, target_fps, height, width)``, and the input's duration
     ``num_frames / fps``. `fps` overrides the file's rate.
     """
+    import scipy.sparse
     import torch
 
     from .stream_resample import BoxFilterStream
-    from .video_ops import resize_cover_crop, to_unit_float
+    from .video_ops import cover_crop_weights
 
     _, file_fps = open_video(path)
     fps = float(fps) if fps is not None else file_fps
     stream = BoxFilterStream(fps, target_fps)
-    out = []
+    out, weights = [], None
     for frames in iter_video_frames(path, chunk):
-        small = resize_cover_crop(to_unit_float(torch.from_numpy(frames).permute(0, 3, 1, 2)), height, width)
+        n, h, w, _ = frames.shape
+        if weights is None:  # resize_cover_crop as two products (see cover_crop_weights), /255 folded in
+            rows, cols = cover_crop_weights(h, w, height, width)
+            # the row weights are a narrow band: sparse, straight from uint8, is the cheapest pass over the frame
+            weights = scipy.sparse.csr_matrix((rows / 255).numpy()), cols
+        small = np.stack([weights[0] @ frame.reshape(h, w * 3) for frame in frames]).reshape(n, height, w, 3)
+        small = torch.einsum("nywc,xw->ncyx", torch.from_numpy(small), weights[1]).clamp_(0, 1)
         out += stream.push(small)
     out += stream.finish()
     return torch.stack(out), stream.num_input / fps
