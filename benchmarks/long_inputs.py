@@ -155,7 +155,7 @@ def main() -> None:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     report = dict(machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
                   python=platform.python_version(), threads=args.threads, load_average=round(os.getloadavg()[0], 2),
-                  model=model_dir, model_geometry="{:g} fps, {}x{} px".format(*_model_geometry(model_dir)),
+                  model=os.path.relpath(model_dir, ROOT), model_geometry="{:g} fps, {}x{} px".format(*_model_geometry(model_dir)),
                   results=[])
     for seconds in args.lengths:
         path = make_input(seconds, args.work_dir)
