@@ -96,6 +96,7 @@ def test_v2a_muxes_generated_audio_into_the_input_video(models, media, tmp_path,
     assert 0 < np.abs(audio).max() < 2  # clipped to [-1, 1] before AAC (which overshoots a little on clipped noise)
     # one summary line naming the file and the vocoder; the sampling progress bar shows on stderr
     assert out.count("\n") == 1 and str(out_path) in out and "GriffinLimVocoder" in out and "seed 0" in out
+    assert "input video stream copied" in out  # the input's H.264 packets, not a re-encode
     assert "2/2" in err
 
 

@@ -4,6 +4,7 @@ import math
 import os
 import random
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from av_link.data import (
 from av_link.models.audio_frontend import AVLinkMelSpectrogram
 from av_link.pipelines.inputs import prepare_video
 from av_link.utils import media_io
+from av_link.utils.media_probe import ffmpeg_exe
 
 FPS, SIZE, SR, CLIP = 8.0, 16, 16000, 1.0
 OPTS = dict(fps=FPS, height=SIZE, width=SIZE, clip_seconds=CLIP)
@@ -50,7 +52,11 @@ def messy(tmp_path_factory):
     rows.append(_row("muxed.mp4", muxed, kind=muxed["kind"]))
 
     (root / "random.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
-    data = (root / "clip_000000.mp4").read_bytes()  # index at the end (imageio): header probe fails
+    index_last = root / "index_last.mp4"  # a plain remux puts the index at the end: header probe fails
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(root / "clip_000000.mp4"), "-c", "copy", str(index_last)],
+                   check=True)
+    data = index_last.read_bytes()
+    index_last.unlink()
     (root / "truncated.mp4").write_bytes(data[: len(data) // 2])
     data = (root / "muxed.mp4").read_bytes()  # faststart: header intact, packets missing
     (root / "truncated_faststart.mp4").write_bytes(data[: len(data) // 2])
@@ -195,8 +201,8 @@ def test_cache_avoids_second_decode(messy, tmp_path, monkeypatch):
             return fn(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(dataset_module, "read_video", counting("video", dataset_module.read_video))
-    monkeypatch.setattr(dataset_module, "read_audio", counting("audio", dataset_module.read_audio))
+    monkeypatch.setattr(dataset_module, "decode_video", counting("video", dataset_module.decode_video))
+    monkeypatch.setattr(dataset_module, "decode_audio", counting("audio", dataset_module.decode_audio))
     monkeypatch.setattr(scan_module, "probe_media", counting("probe", scan_module.probe_media))  # the scan probes
     cache = tmp_path / "cache"
     plain = AVClipDataset(root, **OPTS)
@@ -249,7 +255,7 @@ def test_audio_only_never_decodes_video(messy, monkeypatch, shared_cache):
     def no_video(*args, **kwargs):
         raise AssertionError("video decoded for an audio-only dataset")
 
-    monkeypatch.setattr(dataset_module, "read_video", no_video)
+    monkeypatch.setattr(dataset_module, "decode_video", no_video)
     ds = AVClipDataset(root, modalities=("audio",), **OPTS)
     assert len(ds) == 5 and "no audio" in ds.skipped
     item = ds[1]

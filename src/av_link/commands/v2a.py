@@ -32,9 +32,10 @@ def _pipeline_class():
 
 
 def _read(path):
-    from ..utils.media_io import read_video
+    from ..utils.media_stream import open_video
 
-    return read_video(path)
+    _, fps = open_video(path)  # probe only (cached): the pipeline decodes the file as a stream
+    return path, fps
 
 
 def _check(pipe, args):
@@ -43,21 +44,22 @@ def _check(pipe, args):
 
 
 def _sample(pipe, args, source, generator):
-    frames, fps = source
-    return pipe(video=frames, video_fps=fps, generator=generator, **_sampling_kwargs(args, conditioning=True))
+    video_path, _ = source
+    return pipe(video=video_path, generator=generator, **_sampling_kwargs(args, conditioning=True))
 
 
 def _write(pipe, args, source, out, path) -> str:
-    from ..utils.media_io import write_video, write_wav
+    from ..utils.media_io import mux_audio, write_wav
 
-    (frames, fps), audio, rate = source, out.audios[0], out.sample_rate
+    (video_path, fps), audio, rate = source, out.audios[0], out.sample_rate
     duration = audio.shape[-1] / rate
     vocoder = type(pipe.vocoder).__name__
     if args.wav:
         write_wav(path, audio, rate)
         return f"wrote {path} ({_seconds(duration)} of audio at {rate} Hz, vocoder {vocoder})"
-    write_video(path, frames, fps, audio=audio, sample_rate=rate)  # clips to [-1, 1] like write_wav
-    return (f"wrote {path} ({len(frames)} input frames at {fps:g} fps, {_seconds(len(frames) / fps)}, with "
+    # the input's video stream is copied (re-encoded only if the output container cannot hold it)
+    how = mux_audio(path, video_path, audio, rate)  # clips to [-1, 1] like write_wav
+    return (f"wrote {path} (input video {'stream copied' if how == 'copy' else 're-encoded'}, {fps:g} fps, with "
             f"{_seconds(duration)} of generated audio at {rate} Hz, vocoder {vocoder})")
 
 

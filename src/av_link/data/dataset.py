@@ -47,8 +47,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..utils.media_io import MediaError, read_audio, read_video, resample_audio
-from ..utils.video_ops import resample_video_frames
+from ..utils.media_io import MediaError
+from ..utils.media_stream import decode_audio, decode_video
+from ..utils.video_ops import resample_video_frames  # noqa: F401 (re-exported)
 from .cache import entry_path, load_array, store_array
 from .dataset_config import RESERVED_KEYS, AVClipDatasetConfig
 from .metadata import as_times
@@ -220,8 +221,9 @@ class AVClipDataset(ClipScanMixin, torch.utils.data.Dataset):
                                                           time="exposure box filter"))
         frames = load_array(cache_path, "frames")
         if frames is None:
-            raw, fps = read_video(path)
-            frames = resample_video_frames(raw, fps, cfg.fps, cfg.height, cfg.width)
+            # decoded as a stream: the pipelines' conversion (resample_video_frames) without holding the clip
+            video, _ = decode_video(path, cfg.fps, cfg.height, cfg.width)
+            frames = (video * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
             store_array(cache_path, "frames", frames, path)
         return frames
 
@@ -230,9 +232,8 @@ class AVClipDataset(ClipScanMixin, torch.utils.data.Dataset):
         cache_path = entry_path(self.cache_dir, "audio", path, dict(sample_rate=int(sr), mix="mean"))
         wave = load_array(cache_path, "waveform")
         if wave is None:
-            waveform, file_sr = read_audio(path)
-            # the pipelines' prepare_audio order: mix to mono, then resample
-            wave = resample_audio(waveform.mean(axis=0), int(file_sr), int(sr)).astype(np.float32, copy=False)
+            # the pipelines' prepare_audio order (mix to mono, then resample), as a stream
+            wave, _ = decode_audio(path, int(sr))
             store_array(cache_path, "waveform", wave, path)
         return wave
 

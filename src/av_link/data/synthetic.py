@@ -37,6 +37,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from ..utils.media_io import write_video, write_wav
 from ..utils.synthhits_layout import surface_rows
 
 __all__ = [
@@ -71,7 +72,6 @@ SYNTHHITS_KINDS: Tuple[str, ...] = tuple(_KINDS)
 
 _BACKGROUND_RGB = np.array([18, 18, 28], dtype=np.float64)
 _FLASH_GAIN = 0.8  # fraction of the way to white the surface goes at full flash strength
-_VIDEO_CRF = 0  # lossless x264: one-frame flashes must survive the round trip
 
 
 @dataclass
@@ -324,26 +324,6 @@ def _clip_seed(dataset_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(dataset_seed), int(index)]).generate_state(1)[0])
 
 
-def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    import imageio.v2 as imageio
-
-    # macro_block_size=1: never resize odd sizes; yuv444p + crf 0 keeps colours and flashes.
-    with imageio.get_writer(
-        str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=None,
-        pixelformat="yuv444p", macro_block_size=1, ffmpeg_log_level="error",
-        output_params=["-crf", str(_VIDEO_CRF)],
-    ) as writer:
-        for frame in frames:
-            writer.append_data(frame)
-
-
-def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    from scipy.io import wavfile
-
-    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-    wavfile.write(str(path), int(sample_rate), pcm)
-
-
 def make_synthetic_dataset(out_dir: Union[str, Path], num_clips: int,
                            config: Optional[SynthHitsConfig] = None,
                            seed: Optional[int] = None, progress: bool = True) -> Path:
@@ -373,8 +353,9 @@ def make_synthetic_dataset(out_dir: Union[str, Path], num_clips: int,
         kind = cfg.kinds[i % len(cfg.kinds)]
         clip = generate_clip(cfg, clip_seed, kind=kind)
         stem = f"clip_{i:06d}"
-        _write_mp4(out / f"{stem}.mp4", clip["frames"], cfg.fps)
-        _write_wav(out / f"{stem}.wav", clip["audio"], cfg.sample_rate)
+        # lossless (yuv444p, crf 0): one-frame flashes and colours must survive the round trip
+        write_video(out / f"{stem}.mp4", clip["frames"], cfg.fps, lossless=True)
+        write_wav(out / f"{stem}.wav", clip["audio"], cfg.sample_rate)
         lines.append(json.dumps(dict(
             file_name=f"{stem}.mp4", audio_file=f"{stem}.wav",
             audio_caption=clip["audio_caption"], video_caption=clip["video_caption"],

@@ -44,7 +44,6 @@ from .synthetic import (
     _clip_seed,
     _jitter,
     _render_audio,
-    _write_wav,
     surface_rows,
 )
 
@@ -277,7 +276,7 @@ def make_synthhits_v2_dataset(out_dir: Union[str, Path], num_clips: int, split: 
     """
     from tqdm.auto import tqdm
 
-    from ..utils.media_io import write_video
+    from ..utils.media_io import write_video, write_wav
 
     cfg = config if config is not None else SynthHitsV2Config.split(split)
     if isinstance(num_clips, bool) or not isinstance(num_clips, (int, np.integer)) or num_clips < 1:
@@ -292,7 +291,7 @@ def make_synthhits_v2_dataset(out_dir: Union[str, Path], num_clips: int, split: 
                                 fps=cfg.fps_choices[i % n_fps])
         stem = f"clip_{i:06d}"
         write_video(out / f"{stem}.mp4", clip["frames"], clip["fps"], lossless=True)
-        _write_wav(out / f"{stem}.wav", clip["audio"], cfg.sample_rate)
+        write_wav(out / f"{stem}.wav", clip["audio"], cfg.sample_rate)
         lines.append(json.dumps(dict(
             file_name=f"{stem}.mp4", audio_file=f"{stem}.wav", audio_caption=clip["audio_caption"],
             video_caption=clip["video_caption"], event_times=clip["event_times"], kind=clip["kind"], fps=clip["fps"],

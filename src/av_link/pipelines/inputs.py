@@ -7,15 +7,13 @@ import numpy as np
 import PIL.Image
 import torch
 
-from ..utils.media_io import MediaError, as_waveform, read_audio, read_video, resample_audio
+from ..utils.media_io import MediaError, as_waveform, resample_audio
+from ..utils.media_stream import decode_audio, decode_video
 from ..utils.video_ops import resample_video
 
 
-def _video_batch(video) -> tuple[torch.Tensor, float | None]:
-    """-> uint8 or float (B, C, F, H, W) (floats in [0, 1]) and the file's fps when read from disk."""
-    if isinstance(video, (str, os.PathLike)):
-        frames, fps = read_video(video)
-        return torch.from_numpy(frames).permute(3, 0, 1, 2)[None], fps
+def _video_batch(video) -> torch.Tensor:
+    """In-memory video -> uint8 or float (B, C, F, H, W) (floats in [0, 1])."""
     if isinstance(video, (list, tuple)) and video and all(isinstance(f, PIL.Image.Image) for f in video):
         video = np.stack([np.asarray(f.convert("RGB")) for f in video])
     if isinstance(video, np.ndarray):
@@ -41,7 +39,7 @@ def _video_batch(video) -> tuple[torch.Tensor, float | None]:
             raise ValueError("video contains NaN or infinite values")
         if tensor.numel() and (tensor.min() < -1e-3 or tensor.max() > 1 + 1e-3):
             raise ValueError(f"float video values must lie in [0, 1], got [{tensor.min():.3g}, {tensor.max():.3g}]")
-    return tensor, None
+    return tensor
 
 
 def prepare_video(video, fps: float | None, target_fps: float, height: int, width: int) -> tuple[torch.Tensor, float]:
@@ -50,11 +48,16 @@ def prepare_video(video, fps: float | None, target_fps: float, height: int, widt
     (height, width). Returns the video in [-1, 1] and its duration in seconds.
 
     `fps` is the input's frame rate: a file brings its own (`fps` overrides it); frames in memory need it.
+    A file is decoded as a stream (:func:`~av_link.utils.media_stream.decode_video`, the same conversion), so
+    its full-resolution frames are never all held.
     """
-    tensor, file_fps = _video_batch(video)
-    if fps is None and file_fps is None:
+    if isinstance(video, (str, os.PathLike)):
+        frames, seconds = decode_video(video, target_fps, height, width, fps=fps)
+        return frames.transpose(0, 1)[None] * 2 - 1, seconds
+    tensor = _video_batch(video)
+    if fps is None:
         raise ValueError("pass video_fps= with video frames (an array, tensor or list of images); only a file brings its own rate")
-    fps = float(fps if fps is not None else file_fps)
+    fps = float(fps)
     if fps <= 0:
         raise ValueError(f"video fps must be positive, got {fps}")
     num_frames = tensor.shape[2]
@@ -84,9 +87,9 @@ def prepare_audio(audio, sample_rate: int | None, target_sr: int, min_samples: i
     """Mono `(B, samples)` float32 at `target_sr`. Arrays are `(samples,)`, `(channels, samples)` or
     `(batch, channels, samples)` and need `sample_rate`; a path (wav or any file with an audio track)
     brings its own."""
-    if isinstance(audio, (str, os.PathLike)):
-        waveform, sample_rate = read_audio(audio)
-        batch = waveform[None]
+    if isinstance(audio, (str, os.PathLike)):  # decoded as a stream, mixed and resampled as below
+        mono, seconds = decode_audio(audio, target_sr)
+        return torch.from_numpy(_long_enough(mono[None], seconds, min_samples, target_sr))
     else:
         if sample_rate is None:
             raise ValueError("pass sample_rate= with an audio array or tensor")
@@ -107,8 +110,10 @@ def prepare_audio(audio, sample_rate: int | None, target_sr: int, min_samples: i
     if int(sample_rate) <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     mono = resample_audio(batch.mean(axis=1), int(sample_rate), target_sr)
+    return torch.from_numpy(_long_enough(mono, batch.shape[-1] / int(sample_rate), min_samples, target_sr))
+
+
+def _long_enough(mono: np.ndarray, seconds: float, min_samples: int, target_sr: int) -> np.ndarray:
     if mono.shape[-1] < min_samples:
-        raise ValueError(
-            f"audio is {batch.shape[-1] / int(sample_rate):.4f} s long, shorter than one model frame ({min_samples / target_sr:.4f} s)"
-        )
-    return torch.from_numpy(np.ascontiguousarray(mono))
+        raise ValueError(f"audio is {seconds:.4f} s long, shorter than one model frame ({min_samples / target_sr:.4f} s)")
+    return np.ascontiguousarray(mono)

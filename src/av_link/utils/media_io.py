@@ -12,16 +12,16 @@ directory, then ``os.replace``), so a failed write never leaves a partial file b
 """
 
 import os
-import re
 import subprocess
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from fractions import Fraction
 from math import gcd
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
+
+from .media_probe import ffmpeg_exe, ffmpeg_reason, probe
 
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "read_audio",
     "write_wav",
     "write_video",
+    "mux_audio",
     "AAC_SAMPLE_RATES",
     "aac_sample_rate",
     "resample_audio",
@@ -50,31 +51,11 @@ class MediaError(ValueError):
     """A media file or array cannot be used; the message is one line that says which and why."""
 
 
-def _ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def _to_numpy(x) -> np.ndarray:
     # Accept torch tensors without importing torch here.
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-def _strip_ffmpeg_prefix(line: str) -> str:
-    # drop "[out#0/mp4 @ 0x55d...] " context tags, which mean nothing to a user
-    return re.sub(r"^(\[[^\]]* @ 0x[0-9a-f]+\]\s*)+", "", line.strip())
-
-
-def _ffmpeg_reason(stderr: bytes, default: str) -> str:
-    # With -loglevel error, ffmpeg's first line is the specific cause; later lines are generic follow-ups.
-    for line in stderr.decode("utf-8", errors="replace").splitlines():
-        line = _strip_ffmpeg_prefix(line)
-        if line:
-            return line
-    return default
 
 
 def check_input_file(path: PathLike) -> str:
@@ -95,51 +76,14 @@ def check_input_file(path: PathLike) -> str:
 # Probing
 # ---------------------------------------------------------------------------------------------------------------
 
-# e.g. "  Stream #0:0[0x1](und): Video: h264 (High) ..." / "  Stream #0:1: Audio: aac (LC), 44100 Hz, stereo"
-_STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (.*)$", re.MULTILINE)
-
-
-@dataclass
-class _Probe:
-    video: List[str] = field(default_factory=list)
-    audio: List[str] = field(default_factory=list)
-    error: Optional[str] = None
-
-
-def _probe(path: str) -> _Probe:
-    # `ffmpeg -i FILE` with no output prints the container/stream summary on stderr and exits non-zero;
-    # that summary is all we need, so no ffprobe binary is required.
-    proc = subprocess.run(
-        [_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    text = proc.stderr.decode("utf-8", errors="replace")
-    probe = _Probe()
-    for kind, desc in _STREAM_RE.findall(text):
-        if kind == "Audio":
-            probe.audio.append(desc)
-        elif "(attached pic)" not in desc:  # cover art in mp3/m4a is not a video
-            probe.video.append(desc)
-    if not probe.video and not probe.audio:
-        # ffmpeg's last line is "At least one output file must be specified" when probing worked; otherwise the
-        # last line before it says why the input could not be opened.
-        lines = [_strip_ffmpeg_prefix(line) for line in text.splitlines()]
-        errors = [line for line in lines if line and "output file" not in line]
-        probe.error = errors[-1] if errors else "ffmpeg found no audio or video stream"
-    return probe
-
-
 def has_audio_stream(path: PathLike) -> bool:
     """Whether `path` holds at least one audio stream (`MediaError` only for a missing or empty file)."""
-    return bool(_probe(check_input_file(path)).audio)
+    return probe(check_input_file(path)).has_audio
 
 
 def has_video_stream(path: PathLike) -> bool:
     """Whether `path` holds at least one video stream; still-image cover art does not count."""
-    return bool(_probe(check_input_file(path)).video)
-
-
-def _unreadable(path: str, probe: _Probe) -> MediaError:
-    return MediaError(f"{path}: not a readable audio/video file ({probe.error})")
+    return probe(check_input_file(path)).has_video
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -148,34 +92,16 @@ def _unreadable(path: str, probe: _Probe) -> MediaError:
 
 
 def read_video(path: PathLike) -> Tuple[np.ndarray, float]:
-    """Decode every frame of the first video stream.
+    """Decode every frame of the video stream into memory (see :mod:`av_link.utils.media_stream` to decode at a
+    model's rate and size without holding the clip).
 
     Returns:
         `(frames, fps)`: `np.uint8` array `(F, H, W, 3)` (RGB) and the stream's frame rate.
     """
-    import imageio.v2 as imageio
+    from .media_stream import iter_video_frames, open_video
 
-    path = check_input_file(path)
-    probe = _probe(path)
-    if not probe.video:
-        if probe.audio:
-            raise MediaError(f"{path}: has no video stream (only audio)")
-        raise _unreadable(path, probe)
-    try:
-        with imageio.get_reader(path, format="ffmpeg") as reader:
-            fps = float(reader.get_meta_data().get("fps", 0.0))
-            frames = [np.asarray(frame) for frame in reader]
-    except Exception as err:  # imageio/ffmpeg raise assorted types; the user needs one line
-        reason = (str(err).strip().splitlines() or [""])[0]
-        raise MediaError(f"{path}: could not decode video ({type(err).__name__}: {reason})") from err
-    if not frames:
-        raise MediaError(f"{path}: video stream has zero frames")
-    if not np.isfinite(fps) or fps <= 0:
-        raise MediaError(f"{path}: video stream reports no valid frame rate ({fps})")
-    video = np.stack(frames).astype(np.uint8, copy=False)
-    if video.ndim == 3:  # grayscale decoders
-        video = np.repeat(video[..., None], 3, axis=-1)
-    return video[..., :3], snap_ntsc_rate(fps)
+    _, fps = open_video(path)
+    return np.concatenate(list(iter_video_frames(path))), fps
 
 
 def snap_ntsc_rate(fps: float) -> float:
@@ -187,7 +113,7 @@ def snap_ntsc_rate(fps: float) -> float:
     return fps
 
 
-def _pcm_to_float32(data: np.ndarray) -> np.ndarray:
+def pcm_to_float32(data: np.ndarray) -> np.ndarray:
     if data.dtype == np.uint8:
         return (data.astype(np.float32) - 128.0) / 128.0
     if data.dtype == np.int16:
@@ -199,55 +125,16 @@ def _pcm_to_float32(data: np.ndarray) -> np.ndarray:
     raise MediaError(f"unsupported PCM sample type {data.dtype}")
 
 
-def _read_wav_scipy(path: str) -> Optional[Tuple[np.ndarray, int]]:
-    from scipy.io import wavfile
-
-    try:
-        sample_rate, data = wavfile.read(path, mmap=False)
-    except Exception:
-        return None  # not a plain RIFF/WAVE that scipy understands; let ffmpeg try
-    data = _pcm_to_float32(data)
-    waveform = data[None, :] if data.ndim == 1 else data.T
-    return np.ascontiguousarray(waveform), int(sample_rate)
-
-
-def _decode_audio_ffmpeg(path: str) -> Tuple[np.ndarray, int]:
-    # ffmpeg writes a float WAV whose header carries the native channel count and rate exactly, which avoids
-    # parsing channel-layout names ("5.1(side)", "hexagonal", ...) out of ffmpeg's log.
-    with tempfile.TemporaryDirectory(prefix="av_link_audio_") as tmp:
-        out = os.path.join(tmp, "decoded.wav")
-        cmd = [_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path]
-        cmd += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "pcm_f32le", "-f", "wav", out]
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if proc.returncode != 0 or not os.path.exists(out):
-            raise MediaError(f"{path}: could not decode audio ({_ffmpeg_reason(proc.stderr, 'ffmpeg failed')})")
-        decoded = _read_wav_scipy(out)
-    if decoded is None:
-        raise MediaError(f"{path}: could not decode audio (ffmpeg output unreadable)")
-    return decoded
-
-
 def read_audio(path: PathLike) -> Tuple[np.ndarray, int]:
     """Read the first audio stream of a wav file or any container ffmpeg understands (mp4, mkv, flac, ...).
 
     Returns:
         `(waveform, sample_rate)`: `np.float32` array `(channels, samples)` at the file's native rate and channels.
     """
-    path = check_input_file(path)
-    decoded = _read_wav_scipy(path) if path.lower().endswith((".wav", ".wave")) else None
-    if decoded is None:
-        probe = _probe(path)
-        if not probe.audio:
-            if probe.video:
-                raise MediaError(f"{path}: has no audio stream (video only)")
-            raise _unreadable(path, probe)
-        decoded = _decode_audio_ffmpeg(path)
-    waveform, sample_rate = decoded
-    if waveform.shape[-1] == 0:
-        raise MediaError(f"{path}: audio stream has zero samples")
-    if not np.isfinite(waveform).all():
-        raise MediaError(f"{path}: audio contains NaN or infinite samples")
-    return waveform, sample_rate
+    from .media_stream import AudioReader
+
+    with AudioReader(path) as reader:
+        return np.concatenate(list(reader.blocks()), axis=1), reader.sample_rate
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -269,7 +156,7 @@ def as_waveform(waveform, what: str = "waveform") -> np.ndarray:
     if wav.shape[1] == 0:
         raise MediaError(f"{what} has zero samples")
     if np.issubdtype(wav.dtype, np.integer):
-        wav = _pcm_to_float32(wav)
+        wav = pcm_to_float32(wav)
     wav = wav.astype(np.float32, copy=False)
     if not np.isfinite(wav).all():
         raise MediaError(f"{what} contains NaN or infinite values")
@@ -408,21 +295,34 @@ def write_video(
     fps = float(fps)
     if not np.isfinite(fps) or fps <= 0:
         raise MediaError(f"fps must be a positive number, got {fps}")
-    wav = None
-    if audio is not None:
-        if sample_rate is None or int(sample_rate) <= 0:
-            raise MediaError("write_video: audio was given without a positive sample_rate")
-        wav = as_waveform(audio, "audio")
-        if aac_sample_rate(sample_rate) != int(sample_rate):
-            wav = resample_audio(wav, sample_rate, aac_sample_rate(sample_rate))
-            sample_rate = aac_sample_rate(sample_rate)
-        wav = np.clip(wav, -1.0, 1.0)  # as write_wav does: AAC would keep overshoots
     rate = Fraction(fps).limit_denominator(1001000)
     num_frames, height, width, _ = video.shape
+    pix_fmt, crf = ("yuv444p", 0) if lossless else ("yuv420p", int(crf))
+    source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(rate), "-i", "-"]
+    codec = ["-c:v", "libx264", "-pix_fmt", pix_fmt, "-crf", str(crf), "-preset", "medium"]
+    _ffmpeg_write(path, source, codec, audio, sample_rate, f"encode {num_frames} frames", stdin=video.tobytes())
 
+
+def _aac_ready(audio, sample_rate) -> Tuple[np.ndarray, int]:
+    """Validated float audio at a rate AAC carries, clipped to [-1, 1] as write_wav does (AAC would keep overshoots)."""
+    if sample_rate is None or int(sample_rate) <= 0:
+        raise MediaError("write_video: audio was given without a positive sample_rate")
+    wav, sample_rate = as_waveform(audio, "audio"), int(sample_rate)
+    if aac_sample_rate(sample_rate) != sample_rate:
+        wav = resample_audio(wav, sample_rate, aac_sample_rate(sample_rate))
+        sample_rate = aac_sample_rate(sample_rate)
+    return np.clip(wav, -1.0, 1.0), sample_rate
+
+
+def _ffmpeg_write(path: PathLike, source: List[str], codec: List[str], audio, sample_rate, what: str,
+                  stdin: Optional[bytes] = None) -> None:
+    """The one ffmpeg writer: video input 0 (`source`, encoded or copied as `codec` says) plus optional audio as
+    AAC, published atomically; an output that lost its audio stream is never published."""
+    wav = None
+    if audio is not None:
+        wav, sample_rate = _aac_ready(audio, sample_rate)
     with _atomic_destination(path) as tmp, tempfile.TemporaryDirectory(prefix="av_link_mux_") as work:
-        cmd = [_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(rate), "-i", "-"]
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"] + source
         if wav is not None:
             wav_path = os.path.join(work, "audio.wav")
             # float WAV keeps full precision until the AAC encoder
@@ -430,14 +330,51 @@ def write_video(
 
             wavfile.write(wav_path, int(sample_rate), np.ascontiguousarray(wav.T if wav.shape[0] > 1 else wav[0]))
             cmd += ["-i", wav_path, "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "192k"]
-        pix_fmt, crf = ("yuv444p", 0) if lossless else ("yuv420p", int(crf))
-        cmd += ["-c:v", "libx264", "-pix_fmt", pix_fmt, "-crf", str(crf), "-preset", "medium"]
+        cmd += codec
         if tmp.lower().endswith((".mp4", ".m4v", ".mov")):
             cmd += ["-movflags", "+faststart"]
         cmd.append(tmp)
-        proc = subprocess.run(cmd, input=video.tobytes(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.run(cmd, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if proc.returncode != 0:
-            reason = _ffmpeg_reason(proc.stderr, f"exit code {proc.returncode}").replace(tmp, os.fspath(path))
-            raise MediaError(f"{os.fspath(path)}: ffmpeg could not encode {num_frames} frames ({reason})")
-        if wav is not None and not _probe(tmp).audio:  # never publish a video that silently lost its sound
+            reason = ffmpeg_reason(proc.stderr, f"exit code {proc.returncode}").replace(tmp, os.fspath(path))
+            raise MediaError(f"{os.fspath(path)}: ffmpeg could not {what} ({reason})")
+        if wav is not None and not probe(tmp).has_audio:  # never publish a video that silently lost its sound
             raise MediaError(f"{os.fspath(path)}: ffmpeg wrote no audio stream ({wav.shape[1]} samples at {sample_rate} Hz)")
+
+
+# Video codecs that players expect in each container; ffmpeg will mux more (e.g. FFV1 into mp4) but the file then
+# plays almost nowhere. Containers not listed (Matroska) take whatever ffmpeg accepts.
+_PLAYABLE_CODECS = {
+    ".mp4": {"h264", "hevc", "av1", "vp9", "mpeg4"},
+    ".m4v": {"h264", "hevc", "av1", "vp9", "mpeg4"},
+    ".mov": {"h264", "hevc", "av1", "mpeg4", "prores", "mjpeg", "mpeg2video", "dnxhd"},
+}
+
+
+def mux_audio(path: PathLike, video_path: PathLike, audio, sample_rate: int, crf: int = 18) -> str:
+    """Write `video_path`'s video stream with `audio` (muxed as AAC, like :func:`write_video`) to `path`.
+
+    The video stream is copied, packets untouched (no re-encode, so no quality loss and no decoding); only when
+    the output container cannot carry the input's codec (not playable there, or ffmpeg refuses it) is it
+    re-encoded to H.264 like :func:`write_video` (odd sizes padded by a replicated row/column).
+    Returns ``"copy"`` or ``"encode"``.
+    """
+    from .media_stream import open_video
+
+    video_path = os.fspath(video_path)
+    info, _ = open_video(video_path)
+    source = ["-i", video_path]
+    playable = _PLAYABLE_CODECS.get(os.path.splitext(os.fspath(path))[1].lower())
+    if playable is None or info.video_codec in playable:
+        try:
+            _ffmpeg_write(path, source, ["-c:v", "copy"], audio, sample_rate, f"copy the {info.video_codec} video stream")
+            return "copy"
+        except MediaError as err:
+            if "could not copy" not in str(err):
+                raise
+    pad_h, pad_w = (info.height or 0) % 2, (info.width or 0) % 2
+    codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-preset", "medium"]
+    if pad_h or pad_w:
+        codec += ["-vf", f"pad=iw+{pad_w}:ih+{pad_h},fillborders=right={pad_w}:bottom={pad_h}:mode=smear"]
+    _ffmpeg_write(path, source, codec, audio, sample_rate, f"re-encode the {info.video_codec} video stream")
+    return "encode"

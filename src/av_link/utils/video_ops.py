@@ -28,6 +28,11 @@ def model_frame_count(num_frames: int, fps: float, target_fps: float) -> int:
     return out_frames
 
 
+def exposure_overlap(start, end, j, fps: float):
+    """Seconds of input frame ``j`` (covering ``[j, j + 1) / fps``) inside ``[start, end)``; never negative."""
+    return np.clip(np.minimum(end, (j + 1) / fps) - np.maximum(start, j / fps), 0.0, None)
+
+
 def exposure_weights(num_frames: int, fps: float, target_fps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Banded weights of the box filter: ``(index, weight)``, both ``(out_frames, K)``; output frame ``k`` is
     ``sum_i weight[k, i] * input[index[k, i]]`` with rows summing to 1 (padding has weight 0)."""
@@ -36,7 +41,7 @@ def exposure_weights(num_frames: int, fps: float, target_fps: float) -> tuple[to
     start, end = k / target_fps, (k + 1) / target_fps
     width = int(math.ceil(fps / target_fps)) + 1  # input frames one output interval can touch
     j = np.floor(start * fps).astype(np.int64) + np.arange(width)[None, :]
-    overlap = np.clip(np.minimum(end, (j + 1) / fps) - np.maximum(start, j / fps), 0.0, None)
+    overlap = exposure_overlap(start, end, j, fps)
     overlap[(j < 0) | (j >= num_frames)] = 0.0
     weight = overlap / overlap.sum(axis=1, keepdims=True)  # > 0: the last output starts before the input ends
     return torch.from_numpy(np.clip(j, 0, num_frames - 1)), torch.from_numpy(weight).float()
@@ -48,11 +53,35 @@ def resize_cover_crop(frames: torch.Tensor, height: int, width: int) -> torch.Te
     h, w = frames.shape[-2:]
     if (h, w) == (height, width):
         return frames
+    size, top, left = _cover_geometry(h, w, height, width)
+    frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return frames[:, :, top:top + height, left:left + width].clamp(0, 1)
+
+
+def _cover_geometry(h: int, w: int, height: int, width: int):
     scale = max(height / h, width / w)
     size = (max(height, round(h * scale)), max(width, round(w * scale)))
-    frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
-    top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return frames[:, :, top:top + height, left:left + width].clamp(0, 1)
+    return size, (size[0] - height) // 2, (size[1] - width) // 2
+
+
+def cover_crop_weights(h: int, w: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, cols)``, ``(height, h)`` and ``(width, w)``, with ``resize_cover_crop(x) == rows @ x @ cols.T`` for
+    every channel of an ``(h, w)`` image in [0, 1].
+
+    torch's antialiased bilinear resize is separable and linear, so the weights are read off by resizing one-hot
+    images. Applied as two matrix products straight from uint8 frames they give the same pixels (to float32
+    rounding) several times faster than converting each full-resolution frame to float and resizing it.
+    """
+    size, top, left = _cover_geometry(h, w, height, width)
+    if (h, w) == (height, width):
+        return torch.eye(h), torch.eye(w)
+    resize = dict(mode="bilinear", antialias=True, align_corners=False)
+    # the other axis is 2 wide, not 1: torch (2.13) resizes 1-wide images with different weights
+    eye_h = torch.eye(h).reshape(h, 1, h, 1).expand(h, 1, h, 2).contiguous()
+    eye_w = torch.eye(w).reshape(w, 1, 1, w).expand(w, 1, 2, w).contiguous()
+    rows = F.interpolate(eye_h, size=(size[0], 2), **resize)[:, 0, top:top + height, 0]
+    cols = F.interpolate(eye_w, size=(2, size[1]), **resize)[:, 0, 0, left:left + width]
+    return rows.T.contiguous(), cols.T.contiguous()
 
 
 def resample_video(frames: torch.Tensor, fps: float, target_fps: float, height: int, width: int,
