@@ -21,11 +21,10 @@ import logging
 import os
 import sys
 
-from diffusers import DiffusionPipeline
-
+import av_link.pipelines  # noqa: F401  (first: importing av_link.loaders first runs into diffusers' registration of them)
 from av_link.data import AVClipDataset
 from av_link.loaders import lora_save_kwargs
-from av_link.pipelines.folders import mark_adapter_only, mark_fused_lora
+from av_link.pipelines.folders import mark_adapter_only, mark_fused_lora, pipeline_class
 from av_link.pipelines.pipeline_av_link_cross_modal import AVLinkCrossModalPipeline
 from av_link.schedulers import FlowMatchEulerScheduler
 from av_link.training.arguments import add_training_arguments, check_training_arguments
@@ -70,7 +69,7 @@ def parse_args(argv=None):
 def load_teacher(path: str) -> AVLinkCrossModalPipeline:
     if not os.path.isfile(os.path.join(path, "model_index.json")):
         raise ValueError(f"--teacher {path} is not a pipeline folder (no model_index.json)")
-    teacher = DiffusionPipeline.from_pretrained(path)
+    teacher = pipeline_class(path).from_pretrained(path)
     if not isinstance(teacher, AVLinkCrossModalPipeline):
         raise ValueError(f"--teacher {path} holds a {type(teacher).__name__}; distil a V2A or A2V pipeline")
     return teacher

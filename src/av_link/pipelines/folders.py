@@ -72,12 +72,17 @@ def mark_fused_lora(folder, weight_name: str) -> None:
     _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(FUSED_LORA, weight_name))
 
 
-def fuse_folder_lora(pipe, folder) -> None:
+def fuse_folder_lora(pipe, folder, passed=()) -> None:
     """Load and fuse the LoRA a pipeline folder names under `_fused_lora` (see above); nothing for other folders."""
     index = read_index(folder) if os.path.isdir(str(folder)) else None
     weight_name = (index or {}).get(FUSED_LORA)
     if not weight_name:
         return
+    import copy
+
+    for name in passed:  # a module the caller passed in may be in use elsewhere: fuse into a copy of it
+        if name in pipe._lora_loadable_modules and getattr(pipe, name, None) is not None:
+            setattr(pipe, name, copy.deepcopy(getattr(pipe, name)))
     pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name="fused")
     components = [name for name in pipe._lora_loadable_modules if "fused" in getattr(getattr(pipe, name, None), "peft_config", {})]
     pipe.fuse_lora(components=components, adapter_names=["fused"])
@@ -129,13 +134,21 @@ def shared_components(cls, folder, kwargs: dict) -> dict:
             f"({COMPONENTS_FROM} in its model_index.json), which is not a pipeline folder. Keep both folders side by "
             f"side, or write a complete folder with pipe.save_pretrained()."
         )
-    from diffusers import DiffusionPipeline
-
-    source = DiffusionPipeline.from_pretrained(base, **{k: kwargs[k] for k in LOADING_KWARGS if k in kwargs})
+    source = pipeline_class(base).from_pretrained(base, **{k: kwargs[k] for k in LOADING_KWARGS if k in kwargs})
     absent = [k for k in missing if getattr(source, k, None) is None and k not in cls._optional_components]
     if absent:
         raise ValueError(f"{base} lacks the components {absent} that the adapter-only folder {folder} needs")
     return {k: getattr(source, k, None) for k in missing}
+
+
+def pipeline_class(folder):
+    """The av-link class a pipeline folder records, whose `from_pretrained` reads adapter-only folders (an A2V
+    folder may take its components from one that itself takes them from V2A's); diffusers' otherwise."""
+    import av_link
+    from diffusers import DiffusionPipeline
+
+    cls = getattr(av_link, (read_index(folder) or {}).get("_class_name", ""), None)
+    return cls if isinstance(cls, type) and issubclass(cls, DiffusionPipeline) else DiffusionPipeline
 
 
 def source_training_info(pipe) -> dict | None:

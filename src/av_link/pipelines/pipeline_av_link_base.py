@@ -341,7 +341,8 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         """diffusers' `from_pretrained`; an adapter-only folder (see :mod:`av_link.pipelines.folders`) takes its
         other components from the folder it names, and a folder that names a LoRA as part of its model (a distilled
         student's) gets it fused in."""
+        passed = list(kwargs)
         kwargs = {**folders.shared_components(cls, pretrained_model_name_or_path, kwargs), **kwargs}
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        folders.fuse_folder_lora(pipe, pretrained_model_name_or_path)
+        folders.fuse_folder_lora(pipe, pretrained_model_name_or_path, passed=passed)
         return pipe
