@@ -142,7 +142,7 @@ def test_loss_is_the_segment_regression_and_a_step_lowers_it():
     target = (x_next - x) / 0.25
     v = student.velocity(x, t, batch["conditioning"], batch["caption"], batch["conditioning_caption"])
     torch.testing.assert_close(loss, ((v - target) ** 2).mean())
-    start, t_start, mean_velocity = segment_targets(batch["states"], torch.tensor(sigmas, dtype=torch.float64), segment)
+    _, _, mean_velocity = segment_targets(batch["states"], torch.tensor(sigmas, dtype=torch.float64), segment)
     torch.testing.assert_close(mean_velocity.float(), target)
 
     params = [p for p in student.parameters() if p.requires_grad]

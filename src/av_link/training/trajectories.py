@@ -124,7 +124,10 @@ def make_shard(pipe, dataset, cfg: TrajectoryConfig, encode_text, shard: int) ->
     indices = list(range(shard * cfg.shard_size, min((shard + 1) * cfg.shard_size, cfg.num_trajectories)))
     items = [dataset.get_item(j % len(dataset), epoch=j // len(dataset)) for j in indices]
     signal = torch.stack([item["video" if conditioning == "video" else "mel"] for item in items]).to(device, dtype)
-    streams = lambda name: [sample_generator(cfg.seed, 0, j, name) for j in indices]  # noqa: E731
+
+    def streams(name):
+        return [sample_generator(cfg.seed, 0, j, name) for j in indices]
+
     noisy = noisy_sample(signal, per_sample_randn(signal.shape[1:], streams("distill-conditioning-noise"), device, dtype),
                          cfg.conditioning_time)
     seconds = dataset.num_frames / dataset.config.fps if conditioning == "video" else dataset.num_samples / dataset.config.sample_rate
