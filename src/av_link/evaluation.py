@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .metrics import contact_time_metrics, event_time_accuracy, onset_metrics
 from .metrics.kind import SoundKindClassifier
 from .pipelines import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
+from .pipelines.folders import FUSED_LORA, read_index
 from .utils.media_io import read_audio, read_video, to_mono
 
 KIND_CLASSIFIER_SEED = 30_000_000  # ground-truth clips for the kind classifier: no split uses this seed
@@ -315,7 +316,9 @@ def load_pipelines(model_dir: str):
             return None, load(model_dir, AVLinkA2VPipeline)
         raise ValueError(f"{model_dir} holds a {name}, not a V2A or A2V pipeline")
     v2a = load(os.path.join(model_dir, "v2a"), AVLinkV2APipeline)
-    shared = {k: getattr(v2a, k) for k in SHARED} if v2a is not None else {}
+    # a distilled student's backbones carry its own LoRA: students share nothing
+    students = [read_index(os.path.join(model_dir, name)) or {} for name in ("v2a", "a2v")]
+    shared = {k: getattr(v2a, k) for k in SHARED} if v2a is not None and not any(FUSED_LORA in i for i in students) else {}
     a2v = load(os.path.join(model_dir, "a2v"), AVLinkA2VPipeline, **shared)
     if v2a is None and a2v is None:
         raise ValueError(f"{model_dir} is neither a V2A/A2V pipeline folder nor a folder with v2a/ and a2v/ inside")

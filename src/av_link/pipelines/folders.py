@@ -9,12 +9,21 @@ them, and names the folder that holds the others, relative to itself:
 `AVLinkA2VPipeline.from_pretrained(folder)` and `av-link a2v --model folder` load the missing components from
 there. `pipe.save_pretrained` always writes a complete folder; `scripts/ship_synthhits_models.py` makes the
 adapter-only one. A folder on the Hub must be complete.
+
+A folder may also name a LoRA file of its own that is part of the model rather than an option (a distilled
+few-step student keeps the teacher's frozen backbones and adapts the generated one with a LoRA):
+
+    "_fused_lora": "pytorch_lora_weights.safetensors"
+
+`from_pretrained` loads it and fuses it into the weights, so the pipeline samples as the student did in training
+and a later `save_pretrained` writes a complete folder with the fused weights.
 """
 
 import json
 import os
 
 COMPONENTS_FROM = "_components_from"
+FUSED_LORA = "_fused_lora"
 # diffusers records where a pipeline/component was loaded from; in a saved folder that is the build machine's path
 SOURCE_KEY = "_name_or_path"
 CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json")
@@ -58,6 +67,28 @@ def mark_adapter_only(folder, components_from: str, removed: list[str]) -> None:
     _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(COMPONENTS_FROM, components_from))
 
 
+def mark_fused_lora(folder, weight_name: str) -> None:
+    """Record that the LoRA file `weight_name` in `folder` is part of the model: loading fuses it in."""
+    _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(FUSED_LORA, weight_name))
+
+
+def fuse_folder_lora(pipe, folder, passed=()) -> None:
+    """Load and fuse the LoRA a pipeline folder names under `_fused_lora` (see above); nothing for other folders."""
+    index = read_index(folder) if os.path.isdir(str(folder)) else None
+    weight_name = (index or {}).get(FUSED_LORA)
+    if not weight_name:
+        return
+    import copy
+
+    for name in passed:  # a module the caller passed in may be in use elsewhere: fuse into a copy of it
+        if name in pipe._lora_loadable_modules and getattr(pipe, name, None) is not None:
+            setattr(pipe, name, copy.deepcopy(getattr(pipe, name)))
+    pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name="fused")
+    components = [name for name in pipe._lora_loadable_modules if "fused" in getattr(getattr(pipe, name, None), "peft_config", {})]
+    pipe.fuse_lora(components=components, adapter_names=["fused"])
+    pipe.unload_lora_weights()  # keeps the fused weights, drops the LoRA layers
+
+
 def save_component(folder, name: str, module) -> None:
     """Write `module` as component `name` of the pipeline folder `folder` (replacing the saved one)."""
     import shutil
@@ -85,7 +116,8 @@ def shared_components(cls, folder, kwargs: dict) -> dict:
     index = read_index(folder) if os.path.isdir(str(folder)) else None
     if not index:
         return {}
-    names = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None]
+    # components are [library, class] pairs; other lists are sampling settings (a student's `sigmas`)
+    names = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and isinstance(v[0], str)]
     missing = [k for k in names if k not in kwargs and not os.path.isdir(os.path.join(folder, k))]
     if not missing:
         return {}
@@ -102,13 +134,21 @@ def shared_components(cls, folder, kwargs: dict) -> dict:
             f"({COMPONENTS_FROM} in its model_index.json), which is not a pipeline folder. Keep both folders side by "
             f"side, or write a complete folder with pipe.save_pretrained()."
         )
-    from diffusers import DiffusionPipeline
-
-    source = DiffusionPipeline.from_pretrained(base, **{k: kwargs[k] for k in LOADING_KWARGS if k in kwargs})
+    source = pipeline_class(base).from_pretrained(base, **{k: kwargs[k] for k in LOADING_KWARGS if k in kwargs})
     absent = [k for k in missing if getattr(source, k, None) is None and k not in cls._optional_components]
     if absent:
         raise ValueError(f"{base} lacks the components {absent} that the adapter-only folder {folder} needs")
     return {k: getattr(source, k, None) for k in missing}
+
+
+def pipeline_class(folder):
+    """The av-link class a pipeline folder records, whose `from_pretrained` reads adapter-only folders (an A2V
+    folder may take its components from one that itself takes them from V2A's); diffusers' otherwise."""
+    import av_link
+    from diffusers import DiffusionPipeline
+
+    cls = getattr(av_link, (read_index(folder) or {}).get("_class_name", ""), None)
+    return cls if isinstance(cls, type) and issubclass(cls, DiffusionPipeline) else DiffusionPipeline
 
 
 def source_training_info(pipe) -> dict | None:

@@ -84,6 +84,14 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         self.register_to_config(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, clip_seconds=clip_seconds,
                                 window_overlap_seconds=window_overlap_seconds, max_sequence_length=max_sequence_length, **extra)
 
+    def default_sigmas(self, num_inference_steps: int, sigmas):
+        """`sigmas` if given, else the grid stored in the config (a distilled student's, see
+        :mod:`av_link.training.distillation`) when `num_inference_steps` is that grid's length, else None (the paper's)."""
+        grid = self.config.get("sigmas")
+        if sigmas is None and grid and len(grid) == num_inference_steps:
+            return list(grid)
+        return sigmas
+
     @staticmethod
     def check_vocoder(audio_frontend, vocoder) -> None:
         if vocoder is not None and getattr(vocoder.config, "sampling_rate", None) != audio_frontend.config.sample_rate:
@@ -331,6 +339,10 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """diffusers' `from_pretrained`; an adapter-only folder (see :mod:`av_link.pipelines.folders`) takes its
-        other components from the folder it names."""
+        other components from the folder it names, and a folder that names a LoRA as part of its model (a distilled
+        student's) gets it fused in."""
+        passed = list(kwargs)
         kwargs = {**folders.shared_components(cls, pretrained_model_name_or_path, kwargs), **kwargs}
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        folders.fuse_folder_lora(pipe, pretrained_model_name_or_path, passed=passed)
+        return pipe

@@ -69,6 +69,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         clip_seconds: float = 5.16,
         window_overlap_seconds: float | None = None,
         max_sequence_length: int = 128,
+        sigmas: list[float] | None = None,
     ):
         super().__init__()
         fusion_adapter.check_backbones(audio_transformer, video_transformer)
@@ -81,7 +82,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
             scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder,
         )
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
-                                      conditioning_timestep=conditioning_timestep, height=height, width=width)
+                                      conditioning_timestep=conditioning_timestep, height=height, width=width, sigmas=sigmas)
 
     @property
     def conditioning(self) -> str:
@@ -133,6 +134,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     ):
         num_inference_steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)
+        sigmas = self.default_sigmas(num_inference_steps, sigmas)  # a distilled student's own grid
         t_c = self.config.conditioning_timestep if conditioning_timestep is None else float(conditioning_timestep)
         if not 0.0 <= t_c <= 1.0:
             raise ValueError(f"conditioning_timestep must be in [0, 1], got {t_c}")
