@@ -7,8 +7,8 @@
 # up where it stopped. Without stage names, the two backbones train side by side and then the two Fusion
 # Block sets, one CPU thread each (the pairs are independent; on 2 cores this halves the wall time, and
 # single-threaded runs slow down gracefully when something else needs the CPU, where 2 threads per process
-# thrash). Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default 6000), T2V_STEPS (3000) and
-# FUSION_STEPS (2000, for each of v2a and a2v).
+# thrash). Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default 6000), T2V_STEPS (3000),
+# V2A_STEPS (2000) and A2V_STEPS (1500).
 #
 # Model choices: video at 12 fps, 16x16 px, 4x4 patches (16 tokens per frame). 12 fps puts 2.4 frames
 # between the closest impacts of the OOD split (0.2 s) and keeps every instant within 42 ms of a frame
@@ -24,7 +24,8 @@ WORK=${1:?usage: synthhits_v2_train.sh WORK_DIR [data|t2a|t2v|v2a|a2v ...]}
 shift
 T2A_STEPS=${T2A_STEPS:-6000}
 T2V_STEPS=${T2V_STEPS:-3000}
-FUSION_STEPS=${FUSION_STEPS:-2000}
+V2A_STEPS=${V2A_STEPS:-2000}
+A2V_STEPS=${A2V_STEPS:-1500}
 PY=${PYTHON:-python}
 mkdir -p "$WORK"
 COMMON=(--cache_dir "$WORK/cache" --clip_seconds 2.0 --train_batch_size 16 --lr_warmup_steps 200 --checkpointing_steps 250 --checkpoints_total_limit 1
@@ -48,10 +49,11 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
           --model_config '{"patch_size": [1, 4, 4], "hidden_size": 128, "mlp_dim": 256, "num_layers": 4}' \
           --max_train_steps "$T2V_STEPS" --learning_rate 5e-4 "${COMMON[@]}" ;;
     v2a|a2v)
+      local steps=$V2A_STEPS; [ "$1" = a2v ] && steps=$A2V_STEPS
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_fusion.py --task "$1" --audio_model "$WORK/t2a" \
           --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$out" --preset tiny \
           --adapter_config '{"hidden_size": 128, "mlp_dim": 256, "num_blocks": 4, "time_embed_dim": 128, "time_bias": true}' \
-          --logit_mean -2.0 --max_train_steps "$FUSION_STEPS" --learning_rate 1e-3 "${COMMON[@]}" ;;
+          --logit_mean -2.0 --max_train_steps "$steps" --learning_rate 1e-3 "${COMMON[@]}" ;;
     *) echo "unknown stage $1 (data, t2a, t2v, v2a, a2v)" >&2; exit 2 ;;
   esac
 }
