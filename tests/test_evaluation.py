@@ -81,11 +81,12 @@ def test_demo_command(models, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--model", str(models), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "V2A: onset acc" in printed and "A2V: event-time acc" in printed and "vocoder: GriffinLimVocoder" in printed
+    assert "V2A: onset acc" in printed and "A2V: contact-time acc" in printed and "vocoder: GriffinLimVocoder" in printed
     metrics = json.loads((out / "metrics.json").read_text())
+    # the demo clip is SynthHits v2 at 25 fps (not the model's rate), 4.56 s: v2a.mp4 keeps the input's frames
     frames, fps = read_video(str(out / "v2a.mp4"))
     audio, rate = read_audio(str(out / "v2a.mp4"))
-    assert fps == 8 and len(frames) == 16 and abs(audio.shape[1] / rate - 2.0) < 0.05
+    assert metrics["fps"] == 25 and fps == 25 and len(frames) == 114 and abs(audio.shape[1] / rate - 4.56) < 0.05
     a2v_frames, _ = read_video(str(out / "a2v.mp4"))
     assert a2v_frames.shape[1:3] == (16 * 8, 16 * 8)  # model frames, upscaled for viewing
     assert (out / "alignment.png").stat().st_size > 1000 and 0.0 <= metrics["v2a"]["onset_acc"] <= 1.0
@@ -95,9 +96,12 @@ def test_the_shipped_models_align_events_in_the_readme_demo(tmp_path, capsys):
     """`av-link demo` with the models inside the package: the README's main command, offline."""
     assert main(["demo", "--out", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    # The held-out clip (seed 2026) has one impact at 1.24 s; the trained models put the generated
-    # sound's onset and the generated video's flash on it.
-    assert metrics["event_times"] == pytest.approx([1.2378], abs=1e-3)
-    assert metrics["v2a"]["onset_acc"] == 1.0 and metrics["a2v"]["event_acc"] == 1.0
-    assert metrics["a2v"]["event_precision"] == 1.0
+    # The held-out clip (seed 2026, SynthHits v2 at 25 fps, motion only, a silent distractor) has four impacts; the
+    # trained models put the generated sounds' onsets and the generated object's contacts on them (measured: every
+    # onset within 30 ms, every contact within 75 ms; the A2V bound leaves one contact of slack for thread-count
+    # differences in the last bits of the sampler).
+    assert metrics["fps"] == 25
+    assert metrics["event_times"] == pytest.approx([0.7193, 2.5954, 3.3876, 4.1055], abs=1e-3)
+    assert metrics["v2a"]["onset_acc"] == 1.0 and metrics["v2a"]["onset_precision"] == 1.0
+    assert metrics["a2v"]["contact_acc"] >= 0.75 and metrics["a2v"]["contact_precision"] >= 0.75
     assert "vocoder:" in capsys.readouterr().out
