@@ -64,8 +64,8 @@ def joint_forward(
     extra = {"audio": unfused_rows if return_audio else 0, "video": unfused_rows if return_video else 0}
     batch = audio.hidden.shape[0] - extra["audio"]  # rows that go through the Fusion Blocks
     if video.hidden.shape[0] - extra["video"] != batch or batch < 1:
-        raise ValueError(f"audio batch size {audio.hidden.shape[0]} and video batch size {video.hidden.shape[0]} do not match "
-                         f"(with {unfused_rows} unfused rows)")
+        raise ValueError(f"audio batch size {audio.hidden.shape[0]} != video batch size {video.hidden.shape[0]}"
+                         + (f" + {unfused_rows} unfused rows" if unfused_rows else ""))
     t_a = check_timestep(audio_timestep, batch + extra["audio"], audio.hidden.device)[:batch]
     t_v = check_timestep(video_timestep, batch + extra["video"], video.hidden.device)[:batch]
     audio_mod, video_mod = fusion_adapter.modulation(t_a, t_v)

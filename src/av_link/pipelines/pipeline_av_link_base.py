@@ -363,7 +363,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
             return x
         shape = list(x.shape)
         shape[axis] = frames - x.shape[axis]
-        return torch.cat([x, filler(x, shape)], dim=axis)
+        return torch.cat([x, filler(x, tuple(shape))], dim=axis)
 
     def noise_filler(self, generator):
         """A `pad_frames` filler that draws fresh noise (for generated latents)."""

@@ -6,7 +6,6 @@ so neighbouring windows agree on the shared seconds and no seam appears. The win
 step run as batched forward passes (see `batch_rows`).
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -41,8 +40,7 @@ def plan_windows(num_video_frames: int, num_audio_frames: int, video_fps: float,
     def audio_start(frame: int) -> int:
         return round(frame / video_fps * audio_fps)
 
-    # The video frames whose windows cover the audio's seconds as well as the video's.
-    end = max(num_video_frames, math.ceil(num_audio_frames / audio_fps * video_fps - 1e-9))
+    end = num_video_frames  # the video frames the windows cover: enough for every audio frame too
     while audio_start(end - span) + audio_span < num_audio_frames:
         end += 1
     starts = [*range(0, end - span, hop), end - span]
