@@ -42,6 +42,11 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     A batch may mix inputs of different lengths or rates: inputs of one length in model space sample together,
     each length in a sampling loop of its own, so every output equals its single run (pass one generator per
     output for that); outputs of different lengths come back as a list.
+
+    Inputs longer than `clip_seconds` are sampled in windows overlapping by `window_overlap_seconds`
+    (:mod:`av_link.pipelines.windows`). At every step the windows of all inputs and both guidance branches run
+    as batched forward passes of at most `max_batch_tokens` tokens (config; lower it to bound peak memory,
+    raise it for throughput): the result equals running them one by one.
     """
 
     default_conditioning_timestep = 0.96
