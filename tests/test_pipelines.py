@@ -113,15 +113,15 @@ def test_save_load_round_trip(tmp_path, cls):
 
 def test_unconditional_branch_never_runs_the_conditioning_backbone():
     pipe = _pipe(AVLinkV2APipeline)
-    calls = {"video": [0] * 4, "audio": [0] * 4, "fusion": 0}
+    calls = {"video": [0] * 4, "audio": [0] * 4, "fusion": 0}  # rows through each block, summed over calls
     for side in ("video", "audio"):
         for i, block in enumerate(getattr(pipe, f"{side}_transformer").blocks):
-            block.register_forward_hook(lambda m, a, o, side=side, i=i: calls[side].__setitem__(i, calls[side][i] + 1))
+            block.register_forward_hook(lambda m, a, o, side=side, i=i: calls[side].__setitem__(i, calls[side][i] + a[0].shape[0]))
     for block in pipe.fusion_adapter.blocks:
-        block.register_forward_hook(lambda *a: calls.__setitem__("fusion", calls["fusion"] + 1))
+        block.register_forward_hook(lambda m, a, o: calls.__setitem__("fusion", calls["fusion"] + a[0].shape[0]))
     pipe(video=_video(), video_fps=6, num_inference_steps=4, guidance_scale=5.0, generator=_gen())
     # Fusion after video blocks 0 and 2: block 0 runs once (its input is fixed), 1-2 once per step,
-    # block 3 never; the unconditional branch adds audio calls only.
+    # block 3 never; the unconditional branch adds audio rows only (batched with the conditional ones).
     assert calls["video"] == [1, 4, 4, 0]
     assert calls["audio"] == [8, 8, 8, 8]
     assert calls["fusion"] == 4 * 2

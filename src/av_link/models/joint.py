@@ -39,6 +39,7 @@ def joint_forward(
     video_text_mask: torch.Tensor | None = None,
     return_audio: bool = True,
     return_video: bool = True,
+    unfused_rows: int = 0,
 ) -> JointOutput:
     """Velocities of both modalities with the Fusion Blocks linking the two backbones.
 
@@ -46,19 +47,27 @@ def joint_forward(
     then already embedded). Work whose result is unused is skipped: with `return_video=False` (V2A)
     the last Fusion Block's video MLP, the video blocks after it and the video output layer never run; A2V is
     symmetric with `return_audio=False`.
+
+    `unfused_rows`: the returned modality's input has this many extra rows, after the others, that run
+    through its backbone alone (no fusion, no other modality): classifier-free guidance's unconditional
+    branch, batched with the conditional rows. Needs exactly one of `return_audio` / `return_video`.
     """
     if not (return_audio or return_video):
         raise ValueError("joint_forward: request at least one of return_audio / return_video")
+    if unfused_rows and return_audio == return_video:
+        raise ValueError("joint_forward: unfused_rows needs exactly one of return_audio / return_video")
     fusion_adapter.check_backbones(audio_transformer, video_transformer)
     if not isinstance(audio, BackboneState):
         audio = audio_transformer.embed(audio, audio_timestep, audio_text, audio_text_mask)
     if not isinstance(video, BackboneState):
         video = video_transformer.embed(video, video_timestep, video_text, video_text_mask)
-    batch = audio.hidden.shape[0]
-    if video.hidden.shape[0] != batch:
-        raise ValueError(f"audio batch size {batch} != video batch size {video.hidden.shape[0]}")
-    t_a = check_timestep(audio_timestep, batch, audio.hidden.device)
-    t_v = check_timestep(video_timestep, batch, video.hidden.device)
+    extra = {"audio": unfused_rows if return_audio else 0, "video": unfused_rows if return_video else 0}
+    batch = audio.hidden.shape[0] - extra["audio"]  # rows that go through the Fusion Blocks
+    if video.hidden.shape[0] - extra["video"] != batch or batch < 1:
+        raise ValueError(f"audio batch size {audio.hidden.shape[0]} != video batch size {video.hidden.shape[0]}"
+                         + (f" + {unfused_rows} unfused rows" if unfused_rows else ""))
+    t_a = check_timestep(audio_timestep, batch + extra["audio"], audio.hidden.device)[:batch]
+    t_v = check_timestep(video_timestep, batch + extra["video"], video.hidden.device)[:batch]
     audio_mod, video_mod = fusion_adapter.modulation(t_a, t_v)
     rope = fusion_adapter.time_rope(audio.time_positions, video.time_positions)
     time_distance = fusion_adapter.time_distance(audio.time_positions, video.time_positions)
@@ -70,14 +79,19 @@ def joint_forward(
         if audio.next_block != audio_layer + 1 or video.next_block != video_layer + 1:
             raise ValueError(f"a precomputed backbone state has run past fusion block {index}'s position")
         fused_audio, fused_video = fusion_adapter.fuse(
-            index, audio.hidden, video.hidden, audio_mod, video_mod, rope,
+            index, audio.hidden[:batch], video.hidden[:batch], audio_mod, video_mod, rope,
             return_audio=return_audio or index < last, return_video=return_video or index < last,
             time_distance=time_distance,
         )
-        audio = audio.with_hidden(fused_audio, audio.next_block)
-        video = video.with_hidden(fused_video, video.next_block)
+        audio = audio.with_hidden(_with_unfused(fused_audio, audio.hidden, batch), audio.next_block)
+        video = video.with_hidden(_with_unfused(fused_video, video.hidden, batch), video.next_block)
 
     return JointOutput(
         audio=audio_transformer.unembed(audio_transformer.run_blocks(audio)) if return_audio else None,
         video=video_transformer.unembed(video_transformer.run_blocks(video)) if return_video else None,
     )
+
+
+def _with_unfused(fused: torch.Tensor, hidden: torch.Tensor, batch: int) -> torch.Tensor:
+    """The fused rows, followed by the rows past `batch` that skip fusion."""
+    return fused if hidden.shape[0] == batch else torch.cat([fused, hidden[batch:]])

@@ -11,7 +11,7 @@ TAGS = {
     "AVLinkTextToVideoPipeline": ["text-to-video"],
 }
 SAMPLING_KEYS = ("conditioning_timestep", "num_inference_steps", "guidance_scale", "height", "width", "clip_seconds",
-                 "window_overlap_seconds", "max_sequence_length")
+                 "window_overlap_seconds", "max_sequence_length", "max_batch_tokens")
 
 
 def _size(module) -> str:

@@ -26,11 +26,15 @@ from ..schedulers.flow_time import scheduler_output, time_from_timestep
 from ..schedulers.scheduling_flow_match_euler import paper_sigmas
 from . import folders
 from .pipeline_output import AVLinkAudioPipelineOutput, AVLinkVideoPipelineOutput
-from .windows import Window, plan_windows, window_weights
+from .windows import Window, batch_rows, plan_windows, window_weights
 
 TEXT_INPUTS = ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds", "negative_prompt_attention_mask")
 AXIS = {"audio": 1, "video": 2}  # the time axis of each modality's tensor
 OUTPUT_TYPES = {"audio": ("np", "pt", "latent"), "video": ("np", "pt", "pil", "latent")}
+# Tokens one forward pass may hold (summed over its rows and the backbones they run through): peak activation
+# memory grows with it (about tokens x MLP width x bytes per value for the largest intermediate; at paper scale
+# 2**17 tokens is ~1 GB in bf16). 2**17 batches ~7 windows per V2A pass and ~3 per A2V pass at paper scale.
+DEFAULT_MAX_BATCH_TOKENS = 2**17
 
 
 def take(x: torch.Tensor, modality: str, window: Window) -> torch.Tensor:
@@ -74,15 +78,19 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
     _callback_tensor_inputs = ["latents", *TEXT_INPUTS]
 
     def register_sampling_config(self, num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds,
-                                 max_sequence_length, **extra):
+                                 max_sequence_length, max_batch_tokens=DEFAULT_MAX_BATCH_TOKENS, **extra):
         """Store the sampling defaults in the pipeline config (model_index.json); the overlap of long-input
-        windows defaults to a quarter of the clip, at most 1 s."""
+        windows defaults to a quarter of the clip, at most 1 s. `max_batch_tokens` bounds one batched forward
+        pass of windows and guidance branches (see `DEFAULT_MAX_BATCH_TOKENS`); a pass holds at least one row."""
+        if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}")
         if window_overlap_seconds is None:
             window_overlap_seconds = min(1.0, clip_seconds / 4)
         if clip_seconds <= 0 or not 0 <= window_overlap_seconds < clip_seconds:
             raise ValueError(f"need clip_seconds > 0 and 0 <= window_overlap_seconds < clip_seconds, got {clip_seconds}, {window_overlap_seconds}")
         self.register_to_config(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, clip_seconds=clip_seconds,
-                                window_overlap_seconds=window_overlap_seconds, max_sequence_length=max_sequence_length, **extra)
+                                window_overlap_seconds=window_overlap_seconds, max_sequence_length=max_sequence_length,
+                                max_batch_tokens=max_batch_tokens, **extra)
 
     def default_sigmas(self, num_inference_steps: int, sigmas):
         """`sigmas` if given, else the grid stored in the config (a distilled student's, see
@@ -132,6 +140,16 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
     @property
     def sample_rate(self) -> int:
         return int(self.audio_frontend.config.sample_rate)
+
+    def transformer_for(self, modality: str):
+        return self.audio_transformer if modality == "audio" else self.video_transformer
+
+    def num_tokens(self, modality: str, frames: int) -> int:
+        """Tokens one sample of `frames` frames becomes in `modality`'s backbone (sizes the batched passes)."""
+        patch = self.transformer_for(modality).config.patch_size
+        if modality == "audio":
+            return math.ceil(frames / patch)
+        return math.ceil(frames / patch[0]) * math.ceil(self.config.height / patch[1]) * math.ceil(self.config.width / patch[2])
 
     # -- text ----------------------------------------------------------------------------
     def _get_prompt_embeds(self, prompts: list[str], device, max_sequence_length: int | None):
@@ -259,28 +277,37 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         self,
         state: dict,
         windows: list[Window],
-        velocity: Callable[[torch.Tensor, torch.Tensor, int, dict], torch.Tensor],
+        velocity: Callable[[torch.Tensor, torch.Tensor, tuple, dict], torch.Tensor],
         num_inference_steps: int,
         sigmas=None,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs=("latents",),
+        tokens_per_row: int = 1,
     ) -> torch.Tensor:
         """Integrate `state["latents"]` from noise to data with `self.scheduler`.
 
-        `velocity(x_window, t, k, state)` is window k's guided velocity at av-link time `t` (0 noise, 1 data),
-        reading its text from `state`, which callbacks may update; windows are blended with ramped weights
-        so overlapping windows agree. The scheduler sees diffusers' convention: the conversion is here.
+        At every step each (window, sample) row's slice of the latents is cut out and the rows run through
+        `velocity(x_rows, t, rows, state)` in batched passes of at most `config.max_batch_tokens` tokens
+        (`tokens_per_row` each, all branches counted): `rows` is the pass's tuple of `(window, sample)`
+        pairs, `x_rows` their slices stacked, `t` the av-link time (0 noise, 1 data); `velocity` returns
+        their guided velocities, reading text from `state`, which callbacks may update. Overlapping
+        windows are blended with ramped weights. The scheduler sees diffusers' convention: the conversion
+        is here.
         """
         latents = state["latents"]
-        modality, dtype = self.generated, latents.dtype
+        modality, dtype, axis = self.generated, latents.dtype, AXIS[self.generated]
         slices = [getattr(w, modality) for w in windows]
-        total = latents.shape[AXIS[modality]]
         ramp = round(self.config.window_overlap_seconds * (self.audio_fps if modality == "audio" else self.video_fps))
         shape = [1] * latents.ndim
         weights = []
-        for w in window_weights(slices, total, ramp):
-            shape[AXIS[modality]] = len(w)
+        for w in window_weights(slices, latents.shape[axis], ramp):
+            shape[axis] = len(w)
             weights.append(w.reshape(shape).to(latents.device, torch.float32))
+        norm = torch.zeros((1, *latents.shape[1:]), device=latents.device, dtype=torch.float32)
+        for window, w in zip(windows, weights):
+            take(norm, modality, window).add_(w)
+        max_tokens = self.config.get("max_batch_tokens", DEFAULT_MAX_BATCH_TOKENS)
+        passes = batch_rows(len(windows), latents.shape[0], tokens_per_row, max_tokens)
         timesteps = set_scheduler_timesteps(self.scheduler, num_inference_steps, sigmas, latents.device)
         num_train_timesteps = self.scheduler.config.get("num_train_timesteps", 1000)
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
@@ -293,15 +320,15 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
                 self._current_timestep = timestep
                 t = time_from_timestep(timestep, num_train_timesteps)
                 latents = state["latents"]
-                if len(windows) == 1:
-                    v = velocity(latents, t, 0, state)
+                if len(windows) == 1 and len(passes) == 1:
+                    v = velocity(latents, t, passes[0], state)
                 else:
                     v = torch.zeros(latents.shape, device=latents.device, dtype=torch.float32)
-                    norm = torch.zeros_like(v)
-                    for k, window in enumerate(windows):
-                        piece = take(v, modality, window)
-                        piece += weights[k] * velocity(take(latents, modality, window), t, k, state).float()
-                        take(norm, modality, window).add_(weights[k])
+                    for rows in passes:
+                        x = torch.cat([take(latents[b:b + 1], modality, windows[k]) for k, b in rows])
+                        out = velocity(x, t, rows, state).float()
+                        for j, (k, b) in enumerate(rows):
+                            take(v[b:b + 1], modality, windows[k]).add_(weights[k] * out[j:j + 1])
                     v = v / norm
                 state["latents"] = self.scheduler.step(scheduler_output(v), timestep, latents, return_dict=False)[0].to(dtype)
                 if callback_on_step_end is not None:
@@ -310,6 +337,45 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
                 progress_bar.update()
         self._current_timestep = None
         return state["latents"]
+
+    def guidance_inputs(self, x: torch.Tensor, t: torch.Tensor, rows: tuple, state: dict):
+        """The generated backbone's inputs for a pass: `(x, t, text, text_mask)` with, under guidance, the
+        unconditional rows (negative prompts) after the conditional ones, so both branches run as one batch;
+        the two texts are padded to one length with masked-out tokens."""
+        samples = [b for _, b in rows]
+        pairs = [(state["prompt_embeds"], state["prompt_attention_mask"])]
+        if self.do_classifier_free_guidance:
+            pairs.append((state["negative_prompt_embeds"], state["negative_prompt_attention_mask"]))
+            x = torch.cat([x, x])
+        pairs = [(embeds[samples], None if mask is None else mask[samples]) for embeds, mask in pairs]
+        length = max(embeds.shape[1] for embeds, _ in pairs)
+        if all(mask is None and embeds.shape[1] == length for embeds, mask in pairs):
+            return x, t.expand(x.shape[0]), torch.cat([e for e, _ in pairs]), None
+        masks = [torch.ones(e.shape[:2], dtype=torch.bool, device=e.device) if m is None else m for e, m in pairs]
+        text = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, length - e.shape[1])) for e, _ in pairs])
+        mask = torch.cat([torch.nn.functional.pad(m, (0, length - m.shape[1]), value=False) for m in masks])
+        return x, t.expand(x.shape[0]), text, mask
+
+    def guide(self, v: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance on a pass's output laid out as by `guidance_inputs`."""
+        if not self.do_classifier_free_guidance:
+            return v
+        v_cond, v_uncond = v.chunk(2)
+        return v_uncond + self.guidance_scale * (v_cond - v_uncond)
+
+    @staticmethod
+    def pad_frames(x: torch.Tensor, modality: str, frames: int, filler: Callable[[torch.Tensor, list], torch.Tensor]) -> torch.Tensor:
+        """`x` extended along `modality`'s time axis to `frames` frames with `filler(x, shape)` (to the windows' extent)."""
+        axis = AXIS[modality]
+        if x.shape[axis] >= frames:
+            return x
+        shape = list(x.shape)
+        shape[axis] = frames - x.shape[axis]
+        return torch.cat([x, filler(x, tuple(shape))], dim=axis)
+
+    def noise_filler(self, generator):
+        """A `pad_frames` filler that draws fresh noise (for generated latents)."""
+        return lambda x, shape: randn_tensor(shape, generator=generator, device=x.device, dtype=x.dtype)
 
     def start_call(self, guidance_scale: float) -> None:
         self._guidance_scale = guidance_scale

@@ -8,7 +8,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..models.joint import embed_prefix, joint_forward
 from ..schedulers.flow_time import noisy_sample
 from .inputs import prepare_audio, prepare_video, split_inputs
-from .pipeline_av_link_base import TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
+from .pipeline_av_link_base import AXIS, DEFAULT_MAX_BATCH_TOKENS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
+from .windows import extent
 
 # V2A's and A2V's `__call__` arguments that `generate` takes under the same name (the rest are renamed)
 CALL_ARGUMENTS = ("prompt", "conditioning_prompt", "negative_prompt", "num_inference_steps", "sigmas", "guidance_scale",
@@ -41,6 +42,11 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     A batch may mix inputs of different lengths or rates: inputs of one length in model space sample together,
     each length in a sampling loop of its own, so every output equals its single run (pass one generator per
     output for that); outputs of different lengths come back as a list.
+
+    Inputs longer than `clip_seconds` are sampled in windows overlapping by `window_overlap_seconds`
+    (:mod:`av_link.pipelines.windows`). At every step the windows of all inputs and both guidance branches run
+    as batched forward passes of at most `max_batch_tokens` tokens (config; lower it to bound peak memory,
+    raise it for throughput): the result equals running them one by one.
     """
 
     default_conditioning_timestep = 0.96
@@ -69,6 +75,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         clip_seconds: float = 5.16,
         window_overlap_seconds: float | None = None,
         max_sequence_length: int = 128,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         sigmas: list[float] | None = None,
     ):
         super().__init__()
@@ -82,14 +89,12 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
             scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder,
         )
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
-                                      conditioning_timestep=conditioning_timestep, height=height, width=width, sigmas=sigmas)
+                                      max_batch_tokens, conditioning_timestep=conditioning_timestep, height=height, width=width,
+                                      sigmas=sigmas)
 
     @property
     def conditioning(self) -> str:
         return "video" if self.generated == "audio" else "audio"
-
-    def transformer_for(self, modality: str):
-        return self.audio_transformer if modality == "audio" else self.video_transformer
 
     def prepare_conditioning(self, inputs, rates) -> list[ConditioningItem]:
         """One item per conditioning input (a stacked tensor gives one per row), in model space."""
@@ -190,39 +195,55 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         """Sample the generated modality for conditioning inputs of one length; `state` holds their text."""
         gen, cond = self.generated, self.conditioning
         dtype = self.transformer_for(gen).dtype
-        cond_model, gen_model = self.transformer_for(cond), self.transformer_for(gen)
+        cond_model = self.transformer_for(cond)
         num_video_frames, num_audio_frames = items[0].num_video_frames, items[0].num_audio_frames
+        windows = self.windows_for(num_video_frames, num_audio_frames)
+        padded = extent(windows)  # both signals are sampled over the windows' extent, then cut back
         # The conditioning input is noised once, with noise from `generator`, and then held fixed.
         signal = torch.cat([item.signal for item in items]).to(device=device, dtype=dtype)
+        signal = self.pad_frames(signal, cond, getattr(padded, cond).stop, self.conditioning_padding)
         noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
         noisy_signal = noisy_sample(signal, noise, t_c)
         if gen == "audio":
             shape = (len(items), num_audio_frames, self.audio_transformer.config.in_channels)
         else:
             shape = (len(items), self.video_transformer.config.in_channels, num_video_frames, self.config.height, self.config.width)
-        state["latents"] = self.prepare_latents(shape, generator, latents, device, dtype)
+        latents = self.prepare_latents(shape, generator, latents, device, dtype)
+        state["latents"] = self.pad_frames(latents, gen, getattr(padded, gen).stop, self.noise_filler(generator))
 
-        windows = self.windows_for(num_video_frames, num_audio_frames)
-        # Blocks before the first fusion point see the same input at every step: run them once per window.
-        prefixes = [embed_prefix(cond_model, self.fusion_adapter, cond, take(noisy_signal, cond, w), t_c, *cond_text) for w in windows]
+        # Blocks before the first fusion point see the same input at every step: each pass's rows run them
+        # once, at the first step.
+        prefixes = {}
 
-        def velocity(x, t, k, state):
-            t = t.expand(x.shape[0])
-            text, mask = state["prompt_embeds"], state["prompt_attention_mask"]
-            inputs = {gen: x, cond: prefixes[k]}
+        def velocity(x, t, rows, state):
+            if rows not in prefixes:
+                samples = [b for _, b in rows]
+                x_cond = torch.cat([take(noisy_signal[b:b + 1], cond, windows[k]) for k, b in rows])
+                text = [None if c is None else c[samples] for c in cond_text]
+                prefixes[rows] = embed_prefix(cond_model, self.fusion_adapter, cond, x_cond, t_c, *text)
+            x, t, text, mask = self.guidance_inputs(x, t, rows, state)
+            inputs = {gen: x, cond: prefixes[rows]}
             out = joint_forward(
                 self.audio_transformer, self.video_transformer, self.fusion_adapter,
                 audio=inputs["audio"], video=inputs["video"],
                 audio_timestep=t if gen == "audio" else t_c, video_timestep=t if gen == "video" else t_c,
                 audio_text=text if gen == "audio" else None, video_text=text if gen == "video" else None,
                 audio_text_mask=mask if gen == "audio" else None, video_text_mask=mask if gen == "video" else None,
-                return_audio=gen == "audio", return_video=gen == "video",
+                return_audio=gen == "audio", return_video=gen == "video", unfused_rows=x.shape[0] - len(rows),
             )
-            v = getattr(out, gen)
-            if not self.do_classifier_free_guidance:
-                return v
-            v_uncond = gen_model(x, t, state["negative_prompt_embeds"], state["negative_prompt_attention_mask"]).sample
-            return v_uncond + self.guidance_scale * (v - v_uncond)
+            return self.guide(getattr(out, gen))
 
-        return self.denoise(state, windows, velocity, num_inference_steps, sigmas, callback_on_step_end,
-                            callback_on_step_end_tensor_inputs)
+        # Tokens per (window, sample) row: the joint forward's two backbones, and the generated one again
+        # for the unconditional branch.
+        branches = 2 if self.do_classifier_free_guidance else 1
+        tokens = branches * self.num_tokens(gen, windows[0].length(gen)) + self.num_tokens(cond, windows[0].length(cond))
+        result = self.denoise(state, windows, velocity, num_inference_steps, sigmas, callback_on_step_end,
+                              callback_on_step_end_tensor_inputs, tokens_per_row=tokens)
+        return result.narrow(AXIS[gen], 0, shape[AXIS[gen]])
+
+    def conditioning_padding(self, signal: torch.Tensor, shape) -> torch.Tensor:
+        """What the conditioning input holds past its end (the windows' extent can reach past it by less than a
+        video frame): the last video frame held still, or silence."""
+        if self.conditioning == "video":
+            return signal[:, :, -1:].expand(shape)
+        return self.audio_frontend.normalize(torch.full(shape, self.audio_frontend.silence_level)).to(signal)

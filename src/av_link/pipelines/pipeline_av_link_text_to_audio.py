@@ -1,6 +1,6 @@
 """Text-to-audio with the frozen audio backbone alone."""
 
-from .pipeline_av_link_base import passed_on
+from .pipeline_av_link_base import DEFAULT_MAX_BATCH_TOKENS, passed_on
 from .pipeline_av_link_text_to_signal import CALL_ARGUMENTS, AVLinkTextToSignalPipeline
 
 
@@ -13,12 +13,14 @@ class AVLinkTextToAudioPipeline(AVLinkTextToSignalPipeline):
 
     def __init__(self, audio_transformer, scheduler, text_encoder, tokenizer, audio_frontend, vocoder,
                  num_inference_steps: int = 64, guidance_scale: float = 5.0, clip_seconds: float = 5.16,
-                 window_overlap_seconds: float | None = None, max_sequence_length: int = 128):
+                 window_overlap_seconds: float | None = None, max_sequence_length: int = 128,
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         super().__init__()
         self.check_vocoder(audio_frontend, vocoder)
         self.register_modules(audio_transformer=audio_transformer, scheduler=scheduler, text_encoder=text_encoder,
                               tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder)
-        self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length)
+        self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
+                                      max_batch_tokens)
 
     def __call__(self, prompt=None, negative_prompt=None, audio_length_in_s: float | None = None, num_audios_per_prompt: int = 1,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None, generator=None, latents=None,

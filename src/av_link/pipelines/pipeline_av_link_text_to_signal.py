@@ -27,7 +27,7 @@ class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
         seconds = self.config.clip_seconds if seconds is None else float(seconds)
         if not seconds > 0:
             raise ValueError(f"the duration must be positive, got {seconds}")
-        model = self.audio_transformer if self.generated == "audio" else self.video_transformer
+        model = self.transformer_for(self.generated)
         fps = self.audio_fps if self.generated == "audio" else self.video_fps
         device, dtype = self._execution_device, model.dtype
         text = self.encode_prompt(prompt, negative_prompt, self.do_classifier_free_guidance, num_per_prompt, prompt_embeds,
@@ -40,19 +40,16 @@ class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
             shape = (batch, frames, model.config.in_channels)
         else:
             shape = (batch, model.config.in_channels, frames, self.config.height, self.config.width)
-        state["latents"] = self.prepare_latents(shape, generator, latents, device, dtype)
         windows = plan_windows(frames, frames, fps, fps, self.config.clip_seconds, self.config.window_overlap_seconds)
+        state["latents"] = self.prepare_latents(shape, generator, latents, device, dtype)  # one rate: the windows end at `frames`
 
-        def velocity(x, t, k, state):
-            t = t.expand(x.shape[0])
-            v = model(x, t, state["prompt_embeds"], state["prompt_attention_mask"]).sample
-            if not self.do_classifier_free_guidance:
-                return v
-            v_uncond = model(x, t, state["negative_prompt_embeds"], state["negative_prompt_attention_mask"]).sample
-            return v_uncond + self.guidance_scale * (v - v_uncond)
+        def velocity(x, t, rows, state):
+            x, t, text, mask = self.guidance_inputs(x, t, rows, state)
+            return self.guide(model(x, t, text, mask).sample)
 
+        tokens = (2 if self.do_classifier_free_guidance else 1) * self.num_tokens(self.generated, windows[0].length(self.generated))
         latents = self.denoise(state, windows, velocity, num_inference_steps, sigmas, callback_on_step_end,
-                               callback_on_step_end_tensor_inputs)
+                               callback_on_step_end_tensor_inputs, tokens_per_row=tokens)
         if self.generated == "audio":
             rows = self.decode_audio(latents, output_type, [round(seconds * self.sample_rate)] * batch)
         else:

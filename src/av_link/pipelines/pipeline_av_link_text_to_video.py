@@ -1,6 +1,6 @@
 """Text-to-video with the frozen video backbone alone."""
 
-from .pipeline_av_link_base import passed_on
+from .pipeline_av_link_base import DEFAULT_MAX_BATCH_TOKENS, passed_on
 from .pipeline_av_link_text_to_signal import CALL_ARGUMENTS, AVLinkTextToSignalPipeline
 
 
@@ -12,11 +12,12 @@ class AVLinkTextToVideoPipeline(AVLinkTextToSignalPipeline):
 
     def __init__(self, video_transformer, scheduler, text_encoder, tokenizer, num_inference_steps: int = 64,
                  guidance_scale: float = 5.0, height: int = 36, width: int = 64, clip_seconds: float = 5.16,
-                 window_overlap_seconds: float | None = None, max_sequence_length: int = 128):
+                 window_overlap_seconds: float | None = None, max_sequence_length: int = 128,
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         super().__init__()
         self.register_modules(video_transformer=video_transformer, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
-                                      height=height, width=width)
+                                      max_batch_tokens, height=height, width=width)
 
     def __call__(self, prompt=None, negative_prompt=None, duration_in_s: float | None = None, num_videos_per_prompt: int = 1,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None, generator=None, latents=None,
