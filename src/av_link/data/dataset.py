@@ -49,7 +49,7 @@ import torch
 
 from ..utils.media_io import MediaError
 from ..utils.media_stream import decode_audio, decode_video
-from ..utils.video_ops import resample_video_frames  # noqa: F401 (re-exported)
+from ..utils.video_ops import resample_video_frames, to_stored_frames
 from .cache import entry_path, load_array, store_array
 from .dataset_config import RESERVED_KEYS, AVClipDatasetConfig
 from .metadata import as_times
@@ -223,7 +223,7 @@ class AVClipDataset(ClipScanMixin, torch.utils.data.Dataset):
         if frames is None:
             # decoded as a stream: the pipelines' conversion (resample_video_frames) without holding the clip
             video, _ = decode_video(path, cfg.fps, cfg.height, cfg.width)
-            frames = (video * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            frames = to_stored_frames(video)
             store_array(cache_path, "frames", frames, path)
         return frames
 

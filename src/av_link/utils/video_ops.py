@@ -106,7 +106,12 @@ def resample_video_frames(frames: np.ndarray, fps: float, target_fps: float, hei
         raise MediaError("video has no frames (zero-length clip)")
     out = resample_video(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), float(fps), target_fps,
                          height, width)
-    return (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_stored_frames(out)
+
+
+def to_stored_frames(frames: torch.Tensor) -> np.ndarray:
+    """Converted frames, float ``(F, C, H, W)`` in [0, 1] -> uint8 ``(F, H, W, C)``: what the training dataset stores."""
+    return (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
