@@ -38,7 +38,8 @@ def _streams(cfg: ObjectiveConfig, epoch: int, indices, name: str):
     return [sample_generator(cfg.seed, epoch, int(i), name) for i in indices]
 
 
-def _drop(captions: list[str], p: float, gens) -> list[str]:
+def drop_captions(captions: list[str], p: float, gens) -> list[str]:
+    """Each caption replaced by "" with probability `p`, one draw per sample from its own generator."""
     keep = per_sample_rand(gens) >= p
     return [c if k else "" for c, k in zip(captions, keep.tolist())]
 
@@ -49,7 +50,7 @@ def backbone_loss(model, encode_text, batch: dict, modality: str, cfg: Objective
     idx = batch["index"]
     noise = per_sample_randn(x1.shape[1:], _streams(cfg, epoch, idx, f"{modality}-noise"), x1.device, x1.dtype)
     t = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{modality}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
-    captions = _drop(_caption(batch, modality), cfg.generated_text_dropout, _streams(cfg, epoch, idx, f"{modality}-text"))
+    captions = drop_captions(_caption(batch, modality), cfg.generated_text_dropout, _streams(cfg, epoch, idx, f"{modality}-text"))
     text, mask = encode_text(captions)
     prediction = model(noisy_sample(x1, noise, t), t, text, mask).sample
     return F.mse_loss(prediction.float(), velocity_target(x1, noise).float())
@@ -72,7 +73,7 @@ def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, tas
             t[modality] = torch.full((x1.shape[0],), fixed, device=x1.device)
         x[modality] = noisy_sample(x1, noise, t[modality])
         p = cfg.generated_text_dropout if modality == generated else cfg.conditioning_text_dropout
-        captions = _drop(_caption(batch, modality), p, _streams(cfg, epoch, idx, f"{task}-{modality}-text"))
+        captions = drop_captions(_caption(batch, modality), p, _streams(cfg, epoch, idx, f"{task}-{modality}-text"))
         text[modality], mask[modality] = encode_text(captions)
     out = joint_forward(
         audio_model, video_model, adapter, x["audio"], x["video"], t["audio"], t["video"],

@@ -25,7 +25,8 @@ from ..models.joint import embed_prefix
 from ..pipelines.pipeline_av_link_base import set_scheduler_timesteps
 from ..schedulers.flow_time import noisy_sample, scheduler_output, time_from_timestep
 from .distillation import OTHER, cross_modal_velocity, student_sigmas
-from .randomness import per_sample_rand, per_sample_randn, sample_generator
+from .objectives import drop_captions
+from .randomness import per_sample_randn, sample_generator
 
 CONFIG = "config.json"
 
@@ -112,11 +113,6 @@ def generated_shape(pipe, seconds: float) -> tuple:
     return pipe.video_transformer.config.in_channels, max(1, round(seconds * pipe.video_fps)), pipe.config.height, pipe.config.width
 
 
-def _drop(captions, p: float, cfg: TrajectoryConfig, indices, stream: str) -> list[str]:
-    keep = per_sample_rand([sample_generator(cfg.seed, 0, j, stream) for j in indices]) >= p
-    return [c if k else "" for c, k in zip(captions, keep.tolist())]
-
-
 def make_shard(pipe, dataset, cfg: TrajectoryConfig, encode_text, shard: int) -> dict:
     """Trajectories `shard * shard_size ...` of the cache: the tensors and metadata of one shard file."""
     generated, conditioning = pipe.generated, OTHER[pipe.generated]
@@ -132,9 +128,10 @@ def make_shard(pipe, dataset, cfg: TrajectoryConfig, encode_text, shard: int) ->
                          cfg.conditioning_time)
     seconds = dataset.num_frames / dataset.config.fps if conditioning == "video" else dataset.num_samples / dataset.config.sample_rate
     noise = per_sample_randn(generated_shape(pipe, seconds), streams("distill-noise"), device, dtype)
-    captions = _drop([item[f"{generated}_caption"] for item in items], cfg.generated_text_dropout, cfg, indices, "distill-text")
-    conditioning_captions = _drop([item[f"{conditioning}_caption"] for item in items], cfg.conditioning_text_dropout, cfg,
-                                  indices, "distill-conditioning-text")
+    captions = drop_captions([item[f"{generated}_caption"] for item in items], cfg.generated_text_dropout,
+                             streams("distill-text"))
+    conditioning_captions = drop_captions([item[f"{conditioning}_caption"] for item in items], cfg.conditioning_text_dropout,
+                                          streams("distill-conditioning-text"))
     states = teacher_trajectory(pipe, noise, noisy, cfg.conditioning_time, encode_text(captions), encode_text(conditioning_captions),
                                 encode_text([""] * len(indices)), cfg.num_teacher_steps, cfg.guidance_scale,
                                 cfg.num_teacher_steps // cfg.num_student_steps)
