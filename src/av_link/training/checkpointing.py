@@ -122,10 +122,11 @@ def register_checkpoint_hooks(accelerator, params: list, names: list[str], froze
             logger.warning(f"{input_dir} has no {FROZEN_FILE}: its frozen backbones cannot be checked against this run's")
         else:
             check_frozen(input_dir, frozen)
+        if os.path.isfile(os.path.join(input_dir, "custom_checkpoint_0.pkl")):  # the EMA, as accelerate pickled it before
+            raise ValueError(f"{input_dir} holds a pickled EMA state, which is not loaded; start a new run")
         if ema is not None:
             if not os.path.isfile(os.path.join(input_dir, EMA_WEIGHTS)):
-                raise ValueError(f"--use_ema: {input_dir} holds no {EMA_WEIGHTS} (saved without --use_ema, or pickled by an "
-                                 "older av-link, which is not loaded)")
+                raise ValueError(f"--use_ema: {input_dir} holds no {EMA_WEIGHTS} (it was saved without --use_ema)")
             shadow = load_file(os.path.join(input_dir, EMA_WEIGHTS))
             with open(os.path.join(input_dir, EMA_CONFIG)) as f:
                 state = json.load(f)
