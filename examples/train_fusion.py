@@ -29,7 +29,7 @@ from av_link.training.arguments import add_training_arguments, check_training_ar
 from av_link.training.lora import add_lora_adapters, add_lora_arguments, check_lora_arguments, lora_training_info
 from av_link.training.loop import make_accelerator, train
 from av_link.training.objectives import FusionObjective, ObjectiveConfig
-from av_link.training.setup import training_info
+from av_link.training.setup import same_text_encoder, training_info
 from av_link.training.text import FrozenTextEncoder
 
 
@@ -62,8 +62,8 @@ def load_backbones(args):
             raise ValueError(f"{flag} {path} is not a pipeline folder (no model_index.json)")
     t2a = AVLinkTextToAudioPipeline.from_pretrained(args.audio_model)
     t2v = AVLinkTextToVideoPipeline.from_pretrained(args.video_model)
-    if t2a.text_encoder.config.to_dict() != t2v.text_encoder.config.to_dict():
-        logging.warning("the two backbones come with different text encoder configs; using the audio model's")
+    if not same_text_encoder(t2a.text_encoder, t2v.text_encoder):
+        logging.warning("the two backbones come with different text encoders; using the audio model's")
     return t2a, t2v
 
 

@@ -199,6 +199,10 @@ def test_script_distils_resumes_exactly_and_writes_an_adapter_only_student(tmp_p
     a, b = student_weights(straight), student_weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)  # the LoRA trained
+    # The checkpoints hold the student's trained parameters (Fusion Blocks, LoRA), not the frozen backbone weights.
+    saved = load_file(str(resumed / "checkpoint-2" / "model.safetensors"))
+    assert {k.split(".")[0] for k in saved} == {"adapter", "audio_model"} and all("lora_" in k for k in saved if k.startswith("audio_model."))
+    assert set(json.loads((resumed / "checkpoint-2" / "frozen_modules.json").read_text())) == {"audio_model", "video_model"}
 
     index = json.loads((straight / "model_index.json").read_text())
     assert index["_components_from"] == "../../teachers0/v2a" or (straight / index["_components_from"]).resolve() == (teachers / "v2a").resolve()

@@ -1,6 +1,8 @@
 """Training scripts end to end on tiny SynthHits data (subprocesses, CPU)."""
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkV2APipeline
 from av_link.data.synthetic import make_synthetic_dataset
+from av_link.training.setup import same_text_encoder, tiny_text_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
@@ -83,6 +86,18 @@ def test_fusion_script_trains_only_the_adapter_and_saves_a_pipeline(backbones, d
     result = fusion(backbones, data, out, "--max_train_steps", "3", "--checkpointing_steps", "2", "--checkpoints_total_limit", "1",
                     "--use_ema", "--gradient_checkpointing")
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]  # total limit 1
+    assert "text encoder" not in result.stderr  # both backbones carry the same encoder, each from its own folder
+    # The checkpoint holds the adapter, its EMA and optimizer state, and references to the frozen backbones, no copy of them.
+    ckpt = out / "checkpoint-3"
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "ema.json", "optimizer.bin", "scheduler.bin",
+                                                 "random_states_0.pkl", "train_state.json", "frozen_modules.json"}
+    adapter_file = out / "fusion_adapter" / "diffusion_pytorch_model.safetensors"
+    assert set(load_file(str(ckpt / "model.safetensors"))) == {f"adapter.{k}" for k in adapter_weights(out)}
+    assert (ckpt / "model.safetensors").stat().st_size < 1.01 * adapter_file.stat().st_size
+    assert sum(p.stat().st_size for p in ckpt.iterdir()) < 4.2 * adapter_file.stat().st_size  # weights, EMA, 2 Adam moments
+    refs = json.loads((ckpt / "frozen_modules.json").read_text())
+    assert {k: v["source"] for k, v in refs.items()} == {"audio_model": str(backbones[0] / "audio_transformer"),
+                                                          "video_model": str(backbones[1] / "video_transformer")}
     t2a = load_file(str(backbones[0] / "audio_transformer" / "diffusion_pytorch_model.safetensors"))
     saved = load_file(str(out / "audio_transformer" / "diffusion_pytorch_model.safetensors"))
     assert all(torch.equal(t2a[k], saved[k]) for k in t2a)  # the backbone is frozen
@@ -96,6 +111,14 @@ def test_fusion_script_trains_only_the_adapter_and_saves_a_pipeline(backbones, d
     assert "samples_per_second" in result.stderr + result.stdout or "sps" in result.stderr
 
 
+def test_text_encoders_differing_only_in_their_source_path_are_the_same():
+    a, b = tiny_text_encoder(seed=0)[0], tiny_text_encoder(seed=0)[0]
+    a.config._name_or_path, b.config._name_or_path = "t2a/text_encoder", "t2v/text_encoder"
+    assert same_text_encoder(a, b)
+    assert not same_text_encoder(a, tiny_text_encoder(seed=1)[0])  # the same config, other weights
+    assert not same_text_encoder(a, tiny_text_encoder(text_dim=16)[0])
+
+
 def test_joint_task_saves_both_directions(backbones, data, tmp_path):
     out = tmp_path / "joint"
     t2a, t2v = backbones
@@ -106,7 +129,7 @@ def test_joint_task_saves_both_directions(backbones, data, tmp_path):
 
 
 def test_resume_after_sigkill_is_exact(backbones, data, tmp_path):
-    steps = ["--max_train_steps", "6", "--checkpointing_steps", "3"]
+    steps = ["--max_train_steps", "6", "--checkpointing_steps", "3", "--use_ema"]  # the saved weights are the EMA's
     fusion(backbones, data, tmp_path / "straight", *steps)
     killed = fusion(backbones, data, tmp_path / "killed", *steps, env={"AVLINK_FAULT_KILL_AFTER_STEP": "4"}, check=False)
     assert killed.returncode == -9 and not (tmp_path / "killed" / "model_index.json").exists()
@@ -125,6 +148,20 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint(backbones, data, tm
     fusion(backbones, data, tmp_path / "straight", *steps)
     a, b = adapter_weights(out), adapter_weights(tmp_path / "straight")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resuming_against_another_frozen_backbone_fails(backbones, data, tmp_path):
+    fusion(backbones, data, tmp_path / "run", "--max_train_steps", "1")
+    other = tmp_path / "t2v_other"
+    shutil.copytree(backbones[1], other)
+    weights = other / "video_transformer" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    state[next(iter(state))] += 1e-3
+    save_file(state, str(weights))
+    result = fusion((backbones[0], other), data, tmp_path / "run", "--max_train_steps", "2", "--resume_from_checkpoint", "latest",
+                    check=False)
+    assert result.returncode != 0 and "was trained against other frozen weights: video_model (checkpoint: " in result.stderr
+    assert "audio_model" not in result.stderr.splitlines()[-1]
 
 
 def test_two_processes_match_one_process(backbones, data, tmp_path):

@@ -1,10 +1,13 @@
 """The training loop's fault handling, in process on toy objectives."""
 
 import argparse
+import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from av_link.training.arguments import add_training_arguments
@@ -82,3 +85,45 @@ def test_checkpoint_listing_ignores_incomplete_saves(tmp_path):
     assert resolve_resume(str(tmp_path), "latest").endswith("checkpoint-10")
     with pytest.raises(ValueError, match="is not a complete checkpoint"):
         resolve_resume(str(tmp_path), "checkpoint-11")
+
+
+class WithFrozen(Objective):
+    """A trained weight beside a frozen module, like Fusion Blocks between frozen backbones."""
+
+    def __init__(self, frozen_seed=0):
+        super().__init__()
+        self.backbone = torch.nn.Linear(3, 3).requires_grad_(False)
+        torch.nn.init.normal_(self.backbone.weight, generator=torch.Generator().manual_seed(frozen_seed))
+
+
+def _run(tmp_path, out, objective=None, **kw):
+    args = _args(tmp_path, output_dir=str(tmp_path / out), use_ema=True, checkpointing_steps=2, **kw)
+    objective = objective or WithFrozen()
+    train(args, make_accelerator(args), objective, objective, Toy())
+    return objective
+
+
+def test_a_checkpoint_holds_the_trained_weights_their_ema_and_frozen_references(tmp_path):
+    _run(tmp_path, "run", max_train_steps=2)
+    ckpt = tmp_path / "run" / "checkpoint-2"
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl",
+                                                 "train_state.json", "frozen_modules.json", "ema.safetensors", "ema.json"}
+    assert set(load_file(str(ckpt / "model.safetensors"))) == set(load_file(str(ckpt / "ema.safetensors"))) == {"w"}
+    assert json.loads((ckpt / "ema.json").read_text())["optimization_step"] == 2
+    assert set(json.loads((ckpt / "frozen_modules.json").read_text())) == {"backbone"}
+    with pytest.raises(ValueError, match=r"other frozen weights: backbone \(checkpoint: None sha256 \w{12}; this run: None sha256"):
+        _run(tmp_path, "run", WithFrozen(frozen_seed=1), max_train_steps=4, resume_from_checkpoint="latest")
+
+
+def test_resume_with_ema_is_exact(tmp_path):
+    straight = _run(tmp_path, "straight", max_train_steps=4)
+    _run(tmp_path, "resumed", max_train_steps=2)
+    resumed = _run(tmp_path, "resumed", max_train_steps=4, resume_from_checkpoint="latest")
+    assert torch.equal(straight.w, resumed.w) and not torch.equal(straight.w, WithFrozen().w)  # the EMA weights, copied in
+    assert len(resumed.history) == 2  # only steps 3 and 4 ran
+
+
+def test_no_pickle_loads_of_untrusted_state(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for d in ("src", "examples") for p in (root / d).rglob("*.py")]
+    assert sources and not [p for p in sources if "weights_only=False" in p.read_text() or "register_for_checkpointing" in p.read_text()]

@@ -20,7 +20,7 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .checkpointing import _fault_injection, load_train_state, resolve_resume, save_checkpoint
+from .checkpointing import _fault_injection, frozen_fingerprint, load_train_state, register_checkpoint_hooks, resolve_resume, save_checkpoint
 
 logger = logging.getLogger("av_link.training")
 
@@ -88,17 +88,19 @@ def train(
     # accelerate steps a prepared scheduler once per process per optimizer step.
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=args.max_train_steps * accelerator.num_processes)
+    name_of = {id(p): n for n, p in objective.named_parameters()}
+    names = [name_of[id(p)] for p in params]
+    frozen = frozen_fingerprint(objective, params)  # before prepare: whole, unsharded modules on every rank
     objective, optimizer, loader, lr_scheduler = accelerator.prepare(objective, optimizer, loader, lr_scheduler)
     ema = EMAModel(params, decay=args.ema_decay) if args.use_ema else None
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
+    register_checkpoint_hooks(accelerator, params, names, frozen, ema)
 
     step, epoch, consumed = 0, 0, 0
     resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and resume is None:
         accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
     if resume:
-        accelerator.load_state(resume)
+        accelerator.load_state(resume, strict=False)  # the load hook checks the checkpoint holds exactly the trained parameters
         state = load_train_state(resume)
         step, epoch, consumed = state["step"], state["epoch"], state["batches_consumed"]
         accelerator.print(f"resumed from {resume} at step {step}")
