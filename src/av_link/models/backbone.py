@@ -60,7 +60,18 @@ def checkpointed(model, block, *args):
     return block(*args)
 
 
-class AVLinkBackboneMixin(PresetMixin):
+class BlockLoopMixin:
+    """`run_blocks` over a backbone's `run_block` and `blocks`: shared by av-link's backbones and the foreign views."""
+
+    def run_blocks(self, state: BackboneState, stop: int | None = None) -> BackboneState:
+        """Run blocks `state.next_block .. stop-1` (all remaining ones by default)."""
+        stop = len(self.blocks) if stop is None else stop
+        while state.next_block < stop:
+            state = self.run_block(state)
+        return state
+
+
+class AVLinkBackboneMixin(BlockLoopMixin, PresetMixin):
     """Trunk construction and the block-level interface; subclasses provide the patchify pair."""
 
     _supports_gradient_checkpointing = True
@@ -164,13 +175,6 @@ class AVLinkBackboneMixin(PresetMixin):
     def run_block(self, state: BackboneState) -> BackboneState:
         args = (state.hidden, state.temb, state.text, state.text_mask, state.rope)
         return state.with_hidden(checkpointed(self, self.blocks[state.next_block], *args), state.next_block + 1)
-
-    def run_blocks(self, state: BackboneState, stop: int | None = None) -> BackboneState:
-        """Run blocks `state.next_block .. stop-1` (all remaining ones by default)."""
-        stop = len(self.blocks) if stop is None else stop
-        while state.next_block < stop:
-            state = self.run_block(state)
-        return state
 
     def unembed(self, state: BackboneState) -> torch.Tensor:
         shift, scale = self.out_modulation(state.temb).chunk(2, dim=-1)

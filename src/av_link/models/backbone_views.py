@@ -35,7 +35,7 @@ import torch
 import torch.utils.checkpoint
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 
-from .backbone import AVLinkBackboneMixin, BackboneState, check_timestep, checkpointed
+from .backbone import AVLinkBackboneMixin, BackboneState, BlockLoopMixin, check_timestep, checkpointed
 
 BACKBONE_VIEWS: dict[type, type] = {}  # diffusers transformer class -> its view class
 
@@ -69,11 +69,11 @@ def as_backbone(model, vae=None, **rates):
     return view.from_vae(model, vae, **rates) if vae is not None else view(model, **rates)
 
 
-class ForeignBackbone:
+class ForeignBackbone(BlockLoopMixin):
     """Base of the views. Subclasses give the conventions and the three stages; the block loop, checkpointing and
     the standalone call are shared.
 
-    Subclass contract: `hidden_size`, `model_timestep`, `flow_time`, `velocity`, `token_seconds`, `embed`,
+    Subclass contract: `hidden_size`, `tokens_per_second`, `model_timestep`, `flow_time`, `velocity`, `token_seconds`, `embed`,
     `block_args` (the arguments of one block call from the state, hidden states first), `output` (the output
     layer, in the model's own prediction convention), and `from_vae`.
     """
@@ -140,13 +140,6 @@ class ForeignBackbone:
     def run_block(self, state: BackboneState) -> BackboneState:
         hidden = checkpointed(self.model, self.blocks[state.next_block], *self.block_args(state))
         return state.with_hidden(hidden, state.next_block + 1)
-
-    def run_blocks(self, state: BackboneState, stop: int | None = None) -> BackboneState:
-        """Run blocks `state.next_block .. stop-1` (all remaining ones by default)."""
-        stop = len(self.blocks) if stop is None else stop
-        while state.next_block < stop:
-            state = self.run_block(state)
-        return state
 
     def unembed(self, state: BackboneState) -> torch.Tensor:
         return self.velocity(self.output(state))
