@@ -11,7 +11,7 @@ so a Fusion adapter can run two backbones side by side and act between blocks. `
 exactly that path with no fusion.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -35,6 +35,7 @@ class BackboneState:
     time_positions: torch.Tensor  # (L,) seconds of every token, for time-aligned fusion
     layout: tuple  # what unpatchify needs (padded grid and original size)
     next_block: int = 0
+    extra: dict = field(default_factory=dict)  # a foreign model's other block / output-layer inputs (backbone_views)
 
     def with_hidden(self, hidden: torch.Tensor, next_block: int) -> "BackboneState":
         return replace(self, hidden=hidden, next_block=next_block)
@@ -51,7 +52,26 @@ def check_timestep(timestep, batch_size: int, device) -> torch.Tensor:
     return t
 
 
-class AVLinkBackboneMixin(PresetMixin):
+def checkpointed(model, block, *args):
+    """`block(*args)`, under `model`'s gradient checkpointing when it is on (diffusers' `gradient_checkpointing`
+    flag and `_gradient_checkpointing_func`, set by `enable_gradient_checkpointing`)."""
+    if torch.is_grad_enabled() and getattr(model, "gradient_checkpointing", False):
+        return model._gradient_checkpointing_func(block, *args)
+    return block(*args)
+
+
+class BlockLoopMixin:
+    """`run_blocks` over a backbone's `run_block` and `blocks`: shared by av-link's backbones and the foreign views."""
+
+    def run_blocks(self, state: BackboneState, stop: int | None = None) -> BackboneState:
+        """Run blocks `state.next_block .. stop-1` (all remaining ones by default)."""
+        stop = len(self.blocks) if stop is None else stop
+        while state.next_block < stop:
+            state = self.run_block(state)
+        return state
+
+
+class AVLinkBackboneMixin(BlockLoopMixin, PresetMixin):
     """Trunk construction and the block-level interface; subclasses provide the patchify pair."""
 
     _supports_gradient_checkpointing = True
@@ -103,6 +123,11 @@ class AVLinkBackboneMixin(PresetMixin):
     def tokens_per_second(self) -> float:
         raise NotImplementedError
 
+    @property
+    def hidden_size(self) -> int:
+        """Token width, as the Fusion adapter reads it from any backbone (foreign views have no such config)."""
+        return self.config.hidden_size
+
     # -- block-level interface ------------------------------------------------------------
     def embed(
         self,
@@ -148,20 +173,8 @@ class AVLinkBackboneMixin(PresetMixin):
         )
 
     def run_block(self, state: BackboneState) -> BackboneState:
-        block = self.blocks[state.next_block]
         args = (state.hidden, state.temb, state.text, state.text_mask, state.rope)
-        if torch.is_grad_enabled() and self.gradient_checkpointing:
-            hidden = self._gradient_checkpointing_func(block, *args)
-        else:
-            hidden = block(*args)
-        return state.with_hidden(hidden, state.next_block + 1)
-
-    def run_blocks(self, state: BackboneState, stop: int | None = None) -> BackboneState:
-        """Run blocks `state.next_block .. stop-1` (all remaining ones by default)."""
-        stop = len(self.blocks) if stop is None else stop
-        while state.next_block < stop:
-            state = self.run_block(state)
-        return state
+        return state.with_hidden(checkpointed(self, self.blocks[state.next_block], *args), state.next_block + 1)
 
     def unembed(self, state: BackboneState) -> torch.Tensor:
         shift, scale = self.out_modulation(state.temb).chunk(2, dim=-1)

@@ -23,6 +23,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .attention import AVLinkAttention, FeedForward
+from .backbone import checkpointed
+from .backbone_views import as_backbone
 from .casting import compute_dtype
 from .dit_block import modulate
 from .presets import PresetMixin
@@ -221,9 +223,10 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         c = self.config
         for side, model, dim, depth in (("audio", audio_transformer, c.audio_dim, c.num_audio_layers),
                                         ("video", video_transformer, c.video_dim, c.num_video_layers)):
-            if model.config.hidden_size != dim or len(model.blocks) != depth:
+            model = as_backbone(model)  # av-link's own backbones as they are, diffusers' through their view
+            if model.hidden_size != dim or len(model.blocks) != depth:
                 raise ValueError(
-                    f"the {side} backbone has width {model.config.hidden_size} and {len(model.blocks)} blocks, "
+                    f"the {side} backbone has width {model.hidden_size} and {len(model.blocks)} blocks, "
                     f"but the fusion adapter expects {side}_dim={dim} and num_{side}_layers={depth}"
                 )
 
@@ -254,8 +257,5 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         block = self.blocks[index]
         if self.config.time_bias and time_distance is None:
             raise ValueError("this adapter has a time bias: pass time_distance=adapter.time_distance(audio_seconds, video_seconds)")
-        args = (audio, video, audio_mod, video_mod, rope, return_audio, return_video, time_distance)
-        if torch.is_grad_enabled() and self.gradient_checkpointing:
-            return self._gradient_checkpointing_func(block, *args)
-        return block(*args)
+        return checkpointed(self, block, audio, video, audio_mod, video_mod, rope, return_audio, return_video, time_distance)
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from .backbone import BackboneState, check_timestep
+from .backbone_views import as_backbone
 
 
 @dataclass
@@ -21,6 +22,7 @@ def embed_prefix(transformer, fusion_adapter, side: str, hidden_states, timestep
     `joint_forward` instead of the raw input.
     """
     layers = fusion_adapter.config.video_layers if side == "video" else fusion_adapter.config.audio_layers
+    transformer = as_backbone(transformer)
     state = transformer.embed(hidden_states, timestep, text, text_mask)
     return transformer.run_blocks(state, layers[0] + 1)
 
@@ -56,6 +58,8 @@ def joint_forward(
         raise ValueError("joint_forward: request at least one of return_audio / return_video")
     if unfused_rows and return_audio == return_video:
         raise ValueError("joint_forward: unfused_rows needs exactly one of return_audio / return_video")
+    # av-link's own backbones, or views of diffusers ones (built with their token clocks: backbone_views.as_backbone)
+    audio_transformer, video_transformer = as_backbone(audio_transformer), as_backbone(video_transformer)
     fusion_adapter.check_backbones(audio_transformer, video_transformer)
     if not isinstance(audio, BackboneState):
         audio = audio_transformer.embed(audio, audio_timestep, audio_text, audio_text_mask)
