@@ -50,7 +50,15 @@ def ship_student(source: str, folder: str, teacher: str) -> None:
         os.path.join(folder, "fusion_adapter"))
     lora = os.path.join(folder, index[FUSED_LORA])
     save_file({k: v.to(torch.float16) for k, v in load_file(lora).items()}, lora)
-    _rewrite_json(os.path.join(folder, "model_index.json"), lambda data: data.__setitem__(COMPONENTS_FROM, teacher))
+    shipped_teacher = read_index(os.path.join(folder, teacher))
+
+    def point_at_teacher(data):  # the components it takes are the shipped teacher's (e.g. its Griffin-Lim vocoder)
+        data[COMPONENTS_FROM] = teacher
+        for name, entry in shipped_teacher.items():
+            if isinstance(entry, list) and not os.path.isdir(os.path.join(folder, name)) and name in data:
+                data[name] = entry
+
+    _rewrite_json(os.path.join(folder, "model_index.json"), point_at_teacher)
 
 
 def main():

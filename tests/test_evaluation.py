@@ -1,6 +1,7 @@
 """The SynthHits benchmark, `av-link evaluate` and `av-link demo` on tiny random pipelines."""
 
 import json
+import os
 
 import pytest
 
@@ -8,7 +9,7 @@ from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
 from av_link.cli import main
 from av_link.data.synthetic import make_synthetic_dataset
 from av_link.data.synthetic_v2 import SynthHitsV2Config, make_synthhits_v2_dataset
-from av_link.evaluation import format_table, load_clips, load_pipelines, run_synthhits
+from av_link.evaluation import format_table, load_clips, load_pipelines, run_synthhits, shipped_models_dir
 from av_link.utils.media_io import read_audio, read_video
 from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
@@ -105,3 +106,18 @@ def test_the_shipped_models_align_events_in_the_readme_demo(tmp_path, capsys):
     assert metrics["v2a"]["onset_acc"] == 1.0 and metrics["v2a"]["onset_precision"] == 1.0
     assert metrics["a2v"]["contact_acc"] >= 0.75 and metrics["a2v"]["contact_precision"] >= 0.75
     assert "vocoder:" in capsys.readouterr().out
+
+
+def test_the_shipped_students_align_events_in_eight_steps(tmp_path, capsys):
+    """`av-link demo --fast`: the shipped 8-step students (adapter-only folders taking the rest from their teachers)."""
+    assert main(["demo", "--fast", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "synthhits/students" in out.replace("\\", "/")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # Measured: V2A onsets within 50 ms of all four impacts; A2V contacts on three of four (one more of slack).
+    assert metrics["v2a"]["onset_acc"] == 1.0 and metrics["v2a"]["onset_precision"] == 1.0
+    assert metrics["a2v"]["contact_acc"] >= 0.5 and metrics["a2v"]["contact_precision"] >= 0.75
+    v2a, _ = load_pipelines(os.path.join(shipped_models_dir(), "students"))
+    assert (v2a.config.num_inference_steps, v2a.config.guidance_scale) == (8, 1.0)
+    with pytest.raises(SystemExit, match="--fast picks the shipped students"):
+        main(["demo", "--fast", "--model", str(tmp_path), "--out", str(tmp_path / "x")])
