@@ -18,7 +18,7 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
 
     generated = "video"
     default_conditioning_timestep = 0.8
-    model_cpu_offload_seq = "text_encoder"
+    model_cpu_offload_seq = "audio_vae->text_encoder->audio_text_encoder->video_text_encoder->video_vae"
 
     def __call__(
         self,
