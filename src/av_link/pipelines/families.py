@@ -103,6 +103,12 @@ class BackboneFamily:
         raise NotImplementedError
 
     @property
+    def sampling_dtype(self) -> torch.dtype:
+        """The dtype the initial noise is drawn in and the latents are integrated in (the backbone's own pipeline's
+        choice; the backbone itself is fed its own dtype)."""
+        return self.backbone.dtype
+
+    @property
     def frame_rate(self) -> float:
         """Model-space frames per second (the time axis the sampler and its windows work on)."""
         raise NotImplementedError

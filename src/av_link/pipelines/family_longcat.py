@@ -29,6 +29,10 @@ class LongCatFamily(AudioFamily):
     noise_first = True  # LongCatAudioDiTPipeline draws the initial latents first
 
     @property
+    def sampling_dtype(self) -> torch.dtype:
+        return self.text_encoder.dtype  # LongCatAudioDiTPipeline samples in its prompt states' dtype
+
+    @property
     def vae(self):
         return getattr(self.pipe, "audio_vae", None)
 

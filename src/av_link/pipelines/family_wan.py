@@ -26,6 +26,7 @@ class WanFamily(VideoFamily):
     """
 
     noise_first = True  # WanPipeline draws the initial latents first
+    sampling_dtype = torch.float32  # WanPipeline draws and steps float32 latents whatever the transformer's dtype
     default_config = dict(video_fps=16.0, height=480, width=832, max_sequence_length=512)  # Wan 2.1 T2V at 480p
 
     @property

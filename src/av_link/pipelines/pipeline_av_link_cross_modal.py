@@ -228,21 +228,23 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                      callback_on_step_end, callback_on_step_end_tensor_inputs, device) -> torch.Tensor:
         """Sample the generated modality for conditioning inputs of one length; `state` holds their text."""
         gen, cond = self.generated, self.conditioning
+        family = self.family(gen)
         backbones = {m: self.family(m).backbone for m in (gen, cond)}
-        dtype = backbones[gen].dtype
+        dtype = family.sampling_dtype  # of the noise and the integrated latents; each backbone gets its own dtype
         num_video_frames, num_audio_frames = items[0].num_video_frames, items[0].num_audio_frames
         windows = self.windows_for(num_video_frames, num_audio_frames)
         padded = extent(windows)  # both signals are sampled over the windows' extent, then cut back
         # The conditioning input is noised once, with noise from `generator`, and then held fixed.
         signal = torch.cat([item.signal for item in items]).to(device=device, dtype=dtype)
         signal = self.pad_frames(signal, cond, getattr(padded, cond).stop, self.conditioning_padding)
-        shape = self.family(gen).latent_shape(len(items), num_audio_frames if gen == "audio" else num_video_frames)
-        if self.family(gen).noise_first:  # the draws of the generated backbone's own pipeline, then the conditioning noise
+        shape = family.latent_shape(len(items), num_audio_frames if gen == "audio" else num_video_frames)
+        if family.noise_first:  # the generated backbone's own pipeline's draw first (see `BackboneFamily.noise_first`)
             latents = self.prepare_latents(shape, generator, latents, device, dtype)
-        noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
-        noisy_signal = noisy_sample(signal, noise, t_c)
-        if not self.family(gen).noise_first:
+            noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
+        else:
+            noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
             latents = self.prepare_latents(shape, generator, latents, device, dtype)
+        noisy_signal = noisy_sample(signal, noise, t_c).to(backbones[cond].dtype)
         state["latents"] = self.pad_frames(latents, gen, getattr(padded, gen).stop, self.noise_filler(generator))
 
         # Blocks before the first fusion point see the same input at every step: each pass's rows run them
@@ -255,7 +257,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                 x_cond = torch.cat([take(noisy_signal[b:b + 1], cond, windows[k]) for k, b in rows])
                 text = [None if c is None else c[samples] for c in cond_text]
                 prefixes[rows] = embed_prefix(backbones[cond], self.fusion_adapter, cond, x_cond, t_c, *text)
-            (x, t, text, mask), *unconditional = self.guidance_inputs(x, t, rows, state)
+            (x, t, text, mask), *unconditional = self.guidance_inputs(x.to(backbones[gen].dtype), t, rows, state)
             inputs = {gen: x, cond: prefixes[rows]}
             out = joint_forward(
                 backbones["audio"], backbones["video"], self.fusion_adapter,

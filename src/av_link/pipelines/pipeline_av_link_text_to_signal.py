@@ -29,7 +29,7 @@ class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
             raise ValueError(f"the duration must be positive, got {seconds}")
         family = self.family(self.generated)
         model, fps = family.backbone, family.frame_rate
-        device, dtype = self._execution_device, model.dtype
+        device, dtype = self._execution_device, family.sampling_dtype
         text = self.encode_prompt(prompt, negative_prompt, self.do_classifier_free_guidance, num_per_prompt, prompt_embeds,
                                   prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask,
                                   max_sequence_length, device)
@@ -41,7 +41,8 @@ class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
         state["latents"] = self.prepare_latents(shape, generator, latents, device, dtype)  # one rate: the windows end at `frames`
 
         def velocity(x, t, rows, state):
-            return self.guide(torch.cat([model(*inputs).sample for inputs in self.guidance_inputs(x, t, rows, state)]))
+            inputs = self.guidance_inputs(x.to(model.dtype), t, rows, state)
+            return self.guide(torch.cat([model(*batch).sample for batch in inputs]))
 
         tokens = (2 if self.do_classifier_free_guidance else 1) * self.num_tokens(self.generated, windows[0].length(self.generated))
         latents = self.denoise(state, windows, velocity, num_inference_steps, sigmas, callback_on_step_end,
