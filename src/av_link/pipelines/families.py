@@ -153,6 +153,33 @@ class BackboneFamily:
         """Raise a ValueError if this family cannot give `output_type`."""
 
 
+class LatentFamily(BackboneFamily):
+    """A backbone in the latent space of a VAE: the pipeline's `{modality}_vae`, a `vae_class`. (Mixed in before
+    `AudioFamily` / `VideoFamily`.)"""
+
+    vae_class: type = None
+    noise_first = True  # diffusers' pipelines draw their initial latents before anything else
+
+    @property
+    def vae(self):
+        return getattr(self.pipe, f"{self.modality}_vae", None)
+
+    @property
+    def latent_widths(self) -> tuple[int, int]:
+        """(channels the VAE's latents have, channels the transformer takes)."""
+        raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        name = type(self.transformer).__name__
+        if not isinstance(self.vae, self.vae_class):
+            return [f"the {self.modality} backbone ({name}) works in {self.vae_class.__name__} latents: pass {self.modality}_vae "
+                    f"(got {type(self.vae).__name__})"]
+        made, taken = self.latent_widths
+        if made != taken:
+            return [f"{self.modality}_vae makes latents of {made} channels but {name} takes {taken}"]
+        return super().problems()
+
+
 class AudioFamily(BackboneFamily):
     """Audio backbones: mono waveforms at `sample_rate` in and out."""
 

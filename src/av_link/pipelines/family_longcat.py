@@ -9,11 +9,11 @@ from diffusers import LongCatAudioDiTPipeline, LongCatAudioDiTTransformer, LongC
 from diffusers.pipelines.longcat_audio_dit.pipeline_longcat_audio_dit import _normalize_text
 
 from ..models.backbone_longcat import LongCatBackbone, check_downsampling_ratio
-from .families import AudioFamily, backbone_family
+from .families import AudioFamily, LatentFamily, backbone_family
 
 
 @backbone_family(LongCatAudioDiTTransformer)
-class LongCatFamily(AudioFamily):
+class LongCatFamily(LatentFamily, AudioFamily):
     """LongCat on `LongCatAudioDiTVae` latents `(B, L, latent_dim)`, one per `downsampling_ratio` samples, as
     `LongCatAudioDiTPipeline` runs it.
 
@@ -26,28 +26,25 @@ class LongCatFamily(AudioFamily):
       tokens, so branches of different text lengths run as separate batches.
     """
 
-    noise_first = True  # LongCatAudioDiTPipeline draws the initial latents first
+    vae_class = LongCatAudioDiTVae
 
     @property
     def sampling_dtype(self) -> torch.dtype:
         return self.text_encoder.dtype  # LongCatAudioDiTPipeline samples in its prompt states' dtype
 
     @property
-    def vae(self):
-        return getattr(self.pipe, "audio_vae", None)
+    def latent_widths(self):
+        return self.vae.config.latent_dim, self.transformer.config.latent_dim
 
     def problems(self) -> list[str]:
-        if not isinstance(self.vae, LongCatAudioDiTVae):
-            return [f"the audio backbone (LongCatAudioDiTTransformer) works in LongCatAudioDiTVae latents: pass audio_vae "
-                    f"(got {type(self.vae).__name__})"]
-        if self.vae.config.latent_dim != self.transformer.config.latent_dim:
-            return [f"audio_vae makes latents of width {self.vae.config.latent_dim} but the LongCat transformer takes "
-                    f"{self.transformer.config.latent_dim}"]
+        problems = super().problems()
+        if problems:
+            return problems
         try:
             check_downsampling_ratio(self.vae)
         except ValueError as error:
             return [str(error)]
-        return super().problems()
+        return []
 
     @property
     def backbone(self) -> LongCatBackbone:

@@ -6,11 +6,11 @@ import torch
 from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
 
 from ..models.backbone_wan import WanBackbone
-from .families import VideoFamily, backbone_family
+from .families import LatentFamily, VideoFamily, backbone_family
 
 
 @backbone_family(WanTransformer3DModel)
-class WanFamily(VideoFamily):
+class WanFamily(LatentFamily, VideoFamily):
     """Wan on normalised `AutoencoderKLWan` latents `(B, C, 1 + (F - 1) / 4, H / 8, W / 8)`, as `WanPipeline` runs it.
 
     - Codec: pixels are encoded by `video_vae` (the posterior's mode: a conditioning input is not resampled) and
@@ -25,25 +25,21 @@ class WanFamily(VideoFamily):
     early); the ramped blend gives window edges little weight.
     """
 
-    noise_first = True  # WanPipeline draws the initial latents first
+    vae_class = AutoencoderKLWan
     sampling_dtype = torch.float32  # WanPipeline draws and steps float32 latents whatever the transformer's dtype
     default_config = dict(video_fps=16.0, height=480, width=832, max_sequence_length=512)  # Wan 2.1 T2V at 480p
 
     @property
-    def vae(self):
-        return getattr(self.pipe, "video_vae", None)
+    def latent_widths(self):
+        return self.vae.config.z_dim, self.transformer.config.in_channels
 
     def problems(self) -> list[str]:
-        if not isinstance(self.vae, AutoencoderKLWan):
-            return [f"the video backbone (WanTransformer3DModel) works in AutoencoderKLWan latents: pass video_vae "
-                    f"(got {type(self.vae).__name__})"]
-        if self.vae.config.z_dim != self.transformer.config.in_channels:
-            return [f"video_vae makes {self.vae.config.z_dim} latent channels but the Wan transformer takes "
-                    f"{self.transformer.config.in_channels}"]
+        problems = super().problems()
+        if problems:
+            return problems
         if not self.pipe.config.get("video_fps"):
             return ["a Wan video backbone needs the pipeline's video_fps (its pixel frame rate, 16 for Wan 2.1): no Wan config holds it"]
-        spatial = self.vae.config.scale_factor_spatial
-        return self.pixel_problems(spatial * self.transformer.config.patch_size[1]) + super().problems()
+        return self.pixel_problems(self.vae.config.scale_factor_spatial * self.transformer.config.patch_size[1])
 
     @property
     def backbone(self) -> WanBackbone:
