@@ -117,11 +117,12 @@ def test_folders_saved_by_the_diffusers_pipelines_load_through_from_backbones(ba
     wan.save_pretrained(tmp_path / "Wan-tiny")
     longcat.save_pretrained(tmp_path / "LongCat-tiny")
     assert not (tmp_path / "LongCat-tiny" / "scheduler").exists()  # LongCat's pipeline builds its own
+    tiny_wan_longcat_adapter().save_pretrained(tmp_path / "adapter")
     loads = []
     original = UMT5EncoderModel.from_pretrained.__func__
     monkeypatch.setattr(UMT5EncoderModel, "from_pretrained", classmethod(lambda c, *a, **k: loads.append(a) or original(c, *a, **k)))
     pipe = AVLinkV2APipeline.from_backbones(audio=str(tmp_path / "LongCat-tiny"), video=str(tmp_path / "Wan-tiny"),
-                                            fusion_adapter=tiny_wan_longcat_adapter(), **CONFIG)
+                                            fusion_adapter=str(tmp_path / "adapter"), **CONFIG)
     assert len(loads) == 1  # the same UMT5 in both folders: loaded once, kept once
     assert pipe.text_encoder is not None and pipe.audio_text_encoder is None and pipe.video_text_encoder is None
     assert pipe.config.base_models == {"audio": "LongCat-tiny", "video": "Wan-tiny"}
@@ -198,7 +199,7 @@ def test_mismatched_or_missing_components_give_one_clear_error(bases):
 
 @torch.no_grad()
 def test_files_any_rate_and_long_inputs(bases, tmp_path):
-    v2a, a2v = link(AVLinkV2APipeline, bases, clip_seconds=1.0, window_overlap_seconds=0.25), link(AVLinkA2VPipeline, bases)
+    v2a, a2v = (link(cls, bases, clip_seconds=1.0, window_overlap_seconds=0.5) for cls in (AVLinkV2APipeline, AVLinkA2VPipeline))
     rng = np.random.default_rng(0)
     mp4, wav = tmp_path / "clip.mp4", tmp_path / "sound.wav"
     write_video(mp4, video(25, size=48), fps=25, audio=rng.normal(0, 0.1, (2, 44100)).astype(np.float32), sample_rate=44100)
@@ -207,8 +208,11 @@ def test_files_any_rate_and_long_inputs(bases, tmp_path):
     assert v2a(video=str(mp4), **kwargs).audios.shape == (1, 64)  # 1 s at 25 fps and 48 px -> 64 samples at 64 Hz
     assert a2v(audio=str(wav), **kwargs).frames.shape == (1, 1, 32, 32, 3)  # 0.1 s -> one frame at 8 fps
     assert a2v(audio=str(mp4), **kwargs).frames.shape == (1, 8, 32, 32, 3)  # the audio track of a video file
+    assert len(v2a.windows_for(*v2a.prepare_conditioning(video(30), 10)[0].key[1:])) > 1
     long = v2a(video=video(30, seed=2), video_fps=10, **kwargs).audios  # 3 s in 1 s windows over the latents
     assert long.shape == (1, 192) and np.isfinite(long).all()
+    long = a2v(audio=audio(192, seed=2), sample_rate=64, **kwargs).frames
+    assert long.shape == (1, 24, 32, 32, 3) and np.isfinite(long).all()
     mixed = a2v(audio=[audio(72), audio(160, seed=1)], sample_rate=[64, 32], num_inference_steps=2,
                 generator=[gen(0), gen(1)]).frames  # inputs of two lengths and rates: one output each
     assert [len(f) for f in mixed] == [9, 40]

@@ -90,6 +90,12 @@ class AVLinkVideoFamily(AVLinkTextMixin, VideoFamily):
     def fps(self) -> float:
         return self.frame_rate
 
+    def problems(self) -> list[str]:
+        fps = self.pipe.config.get("video_fps")
+        if fps is not None and fps != self.frame_rate:
+            return [f"video_fps={fps} disagrees with the video backbone's frame_rate {self.frame_rate} (leave it unset)"]
+        return super().problems()
+
     def latent_shape(self, batch, frames):
         return (batch, self.transformer.config.in_channels, frames, self.pipe.config.height, self.pipe.config.width)
 
