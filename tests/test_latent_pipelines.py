@@ -5,7 +5,6 @@ With an untrained (zero-gated) adapter the linked pipelines must reproduce the g
 pipeline for the same prompt, negative prompt, seed, steps and guidance on an equivalent Euler schedule."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -42,7 +42,7 @@ def _check(pipe, args):
     try:
         pipe.family("audio").check_output("np")  # av-link's mel backbones need a vocoder; latent ones decode with their VAE
     except ValueError:
-        raise CLIError(f"{args.model} has no vocoder, so it cannot produce a waveform")
+        raise CLIError(f"{args.model} has no vocoder, so it cannot produce a waveform") from None
 
 
 def _decoder(pipe) -> str:
