@@ -171,7 +171,7 @@ def test_mismatched_or_missing_components_give_one_clear_error(bases):
     message = str(error.value)
     assert message.startswith("AVLinkV2APipeline: the components do not fit together")
     assert "pass audio_vae" in message and "pass video_vae" in message
-    with pytest.raises(ValueError, match="audio_transformer: WanTransformer3DModel is not an audio backbone"):
+    with pytest.raises(ValueError, match="audio_transformer is a WanTransformer3DModel, a video backbone"):
         AVLinkV2APipeline.from_backbones(audio=wan, video=longcat, fusion_adapter=adapter, **CONFIG)
     with pytest.raises(ValueError, match="no text encoder|needs a text encoder"):
         AVLinkA2VPipeline(audio_transformer=longcat.transformer, video_transformer=wan.transformer, fusion_adapter=adapter,

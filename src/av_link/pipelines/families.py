@@ -75,14 +75,18 @@ class BackboneFamily:
         self.pipe = pipe
         self.transformer = getattr(pipe, f"{self.modality}_transformer")
 
+    def _own_or_shared(self, name: str):
+        own = getattr(self.pipe, f"{self.modality}_{name}", None)
+        return own if own is not None else getattr(self.pipe, name, None)
+
     @property
     def text_encoder(self):
         """The modality's own text encoder (`audio_text_encoder`, ...) if the pipeline has one, else the shared one."""
-        return getattr(self.pipe, f"{self.modality}_text_encoder", None) or getattr(self.pipe, "text_encoder", None)
+        return self._own_or_shared("text_encoder")
 
     @property
     def tokenizer(self):
-        return getattr(self.pipe, f"{self.modality}_tokenizer", None) or getattr(self.pipe, "tokenizer", None)
+        return self._own_or_shared("tokenizer")
 
     def problems(self) -> list[str]:
         """What keeps the pipeline's components from running this backbone (empty when they fit)."""

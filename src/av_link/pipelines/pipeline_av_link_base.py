@@ -25,7 +25,7 @@ from ..loaders import AVLinkLoraLoaderMixin
 from ..schedulers.flow_time import precise_timestep, scheduler_output, time_from_timestep
 from ..schedulers.scheduling_flow_match_euler import paper_sigmas
 from . import folders
-from .families import family_class, family_for
+from .families import family_for
 from .pipeline_output import AVLinkAudioPipelineOutput, AVLinkVideoPipelineOutput
 from .windows import Window, batch_rows, plan_windows, window_weights
 
@@ -106,13 +106,10 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         mismatched ones)."""
         problems = []
         for modality in modalities:
-            transformer = getattr(self, f"{modality}_transformer")
-            cls = family_class(transformer)
-            if cls is None or cls.modality != modality:
-                problems.append(f"{modality}_transformer: {type(transformer).__name__} is not an {modality} backbone that "
-                                f"av-link pipelines run")
-            else:
-                problems += cls(self).problems()
+            try:
+                problems += self.family(modality).problems()
+            except ValueError as error:  # a transformer of no family, or of the other modality's
+                problems.append(str(error))
         if problems:
             raise ValueError(f"{type(self).__name__}: the components do not fit together:\n- " + "\n- ".join(problems))
 
