@@ -39,8 +39,17 @@ def _read(path):
 
 
 def _check(pipe, args):
-    if pipe.vocoder is None:
-        raise CLIError(f"{args.model} has no vocoder, so it cannot produce a waveform")
+    try:
+        pipe.family("audio").check_output("np")  # av-link's mel backbones need a vocoder; latent ones decode with their VAE
+    except ValueError:
+        raise CLIError(f"{args.model} has no vocoder, so it cannot produce a waveform") from None
+
+
+def _decoder(pipe) -> str:
+    """What turned the generated audio into a waveform, for the summary line."""
+    if getattr(pipe, "vocoder", None) is not None:
+        return f"vocoder {type(pipe.vocoder).__name__}"
+    return f"decoded by {type(pipe.audio_vae).__name__}"
 
 
 def _sample(pipe, args, source, generator):
@@ -53,14 +62,14 @@ def _write(pipe, args, source, out, path) -> str:
 
     (video_path, fps), audio, rate = source, out.audios[0], out.sample_rate
     duration = audio.shape[-1] / rate
-    vocoder = type(pipe.vocoder).__name__
+    decoder = _decoder(pipe)
     if args.wav:
         write_wav(path, audio, rate)
-        return f"wrote {path} ({_seconds(duration)} of audio at {rate} Hz, vocoder {vocoder})"
+        return f"wrote {path} ({_seconds(duration)} of audio at {rate} Hz, {decoder})"
     # the input's video stream is copied (re-encoded only if the output container cannot hold it)
     how = mux_audio(path, video_path, audio, rate)  # clips to [-1, 1] like write_wav
     return (f"wrote {path} (input video {'stream copied' if how == 'copy' else 're-encoded'}, {fps:g} fps, with "
-            f"{_seconds(duration)} of generated audio at {rate} Hz, vocoder {vocoder})")
+            f"{_seconds(duration)} of generated audio at {rate} Hz, {decoder})")
 
 
 V2A = Conversion(

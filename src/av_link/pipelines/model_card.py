@@ -10,7 +10,7 @@ TAGS = {
     "AVLinkTextToAudioPipeline": ["text-to-audio"],
     "AVLinkTextToVideoPipeline": ["text-to-video"],
 }
-SAMPLING_KEYS = ("conditioning_timestep", "num_inference_steps", "guidance_scale", "height", "width", "clip_seconds",
+SAMPLING_KEYS = ("conditioning_timestep", "num_inference_steps", "guidance_scale", "height", "width", "video_fps", "clip_seconds",
                  "window_overlap_seconds", "max_sequence_length", "max_batch_tokens")
 
 
@@ -41,6 +41,11 @@ def model_card_text(pipe, training_info: dict | None = None) -> str:
         module = getattr(pipe, key)
         if module is not None:
             lines.append(f"| {key} | `{type(module).__name__}` | {_size(module)} |")
+    base_models = pipe.config.get("base_models") or {}
+    if base_models:
+        lines += ["", "## Base models", "", "Frozen backbones, VAEs and text encoders taken from these diffusers pipelines:", "",
+                  "| modality | base model | transformer |", "| --- | --- | --- |"]
+        lines += [f"| {m} | {name} | `{type(getattr(pipe, f'{m}_transformer', None)).__name__}` |" for m, name in base_models.items()]
     lines += ["", "## Sampling defaults", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {pipe.config[k]} |" for k in SAMPLING_KEYS if k in pipe.config]
     lines += ["", "## Training", ""]
@@ -59,7 +64,9 @@ def read_training_info(path) -> dict | None:
 
 
 def write_model_card(pipe, save_directory, training_info: dict | None = None) -> ModelCard:
+    hub_ids = [name for name in (pipe.config.get("base_models") or {}).values() if "/" in name]  # not local folder names
     data = ModelCardData(
+        base_model=hub_ids or None,
         library_name="av-link",
         license="apache-2.0",
         tags=["av-link", "diffusers", "flow-matching", *TAGS.get(type(pipe).__name__, [])],

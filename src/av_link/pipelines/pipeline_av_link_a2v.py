@@ -18,7 +18,7 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
 
     generated = "video"
     default_conditioning_timestep = 0.8
-    model_cpu_offload_seq = "text_encoder"
+    model_cpu_offload_seq = "audio_vae->text_encoder->audio_text_encoder->video_text_encoder->video_vae"
 
     def __call__(
         self,
@@ -54,8 +54,10 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
                 resampled to the model's rate; long inputs are processed in overlapping windows.
             prompt: text for the generated video; `conditioning_prompt`: text for the audio.
             num_videos_per_prompt: samples per input audio.
-            latents: initial video noise `(B, 3, F, H, W)`.
-            output_type: "np" `(B, F, H, W, 3)` in [0, 1], "pt" `(B, F, 3, H, W)`, "pil", or "latent" (`(B, 3, F, H, W)` in [-1, 1]).
+            latents: initial video noise in the video backbone's space: pixels `(B, 3, F, H, W)`, or Wan's latents
+                `(B, C, 1 + (F - 1) / 4, H / 8, W / 8)`.
+            output_type: "np" `(B, F, H, W, 3)` in [0, 1], "pt" `(B, F, 3, H, W)`, "pil", or "latent" (pixels `(B, 3, F, H, W)`
+                in [-1, 1], or Wan's latents).
             Other arguments as for `AVLinkV2APipeline`.
 
         Returns:

@@ -1,8 +1,9 @@
 """Machinery shared by every av-link pipeline: prompts, noise, the windowed sampling loop, decoding, saving.
 
-A pipeline generates one modality ("audio": normalised log-mel frames `(B, T, n_mels)`, turned into a
-waveform by the vocoder; "video": pixels `(B, 3, F, H, W)` in [-1, 1]) and may be conditioned on the
-other. Subclasses only say which modality they generate and how one model call gives a velocity.
+A pipeline generates one modality (audio or video) and may be conditioned on the other. What each modality's
+backbone works on (normalised mel and pixels for av-link's own backbones, VAE latents for diffusers' Wan and
+LongCat), how its text is encoded and how its signal is decoded is its family's (:mod:`.families`), chosen from the
+class of its transformer. Subclasses only say which modality they generate and how one model call gives a velocity.
 
 The sampling loop follows diffusers' pipelines (`pipeline_wan.py`): any flow scheduler in diffusers'
 sigma convention steps it, callbacks see the tensors in `_callback_tensor_inputs` and may replace them,
@@ -19,12 +20,12 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
-from diffusers.video_processor import VideoProcessor
 
 from ..loaders import AVLinkLoraLoaderMixin
-from ..schedulers.flow_time import scheduler_output, time_from_timestep
+from ..schedulers.flow_time import precise_timestep, scheduler_output, time_from_timestep
 from ..schedulers.scheduling_flow_match_euler import paper_sigmas
 from . import folders
+from .families import family_for
 from .pipeline_output import AVLinkAudioPipelineOutput, AVLinkVideoPipelineOutput
 from .windows import Window, batch_rows, plan_windows, window_weights
 
@@ -100,11 +101,17 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
             return list(grid)
         return sigmas
 
-    @staticmethod
-    def check_vocoder(audio_frontend, vocoder) -> None:
-        if vocoder is not None and getattr(vocoder.config, "sampling_rate", None) != audio_frontend.config.sample_rate:
-            raise ValueError(f"the vocoder runs at {getattr(vocoder.config, 'sampling_rate', None)} Hz but the audio front end at "
-                             f"{audio_frontend.config.sample_rate} Hz: they must match")
+    def check_components(self, modalities) -> None:
+        """One ValueError naming every component that does not fit the backbones of `modalities` (missing ones,
+        mismatched ones)."""
+        problems = []
+        for modality in modalities:
+            try:
+                problems += self.family(modality).problems()
+            except ValueError as error:  # a transformer of no family, or of the other modality's
+                problems.append(str(error))
+        if problems:
+            raise ValueError(f"{type(self).__name__}: the components do not fit together:\n- " + "\n- ".join(problems))
 
     # -- diffusers' call-state properties ----------------------------------------------------
     @property
@@ -129,38 +136,40 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         return getattr(self, "_interrupt", False)
 
     # -- sizes -------------------------------------------------------------------------
+    def family(self, modality: str):
+        """`modality`'s backbone family (codec, text, backbone view), read from the current components."""
+        return family_for(self, modality)
+
+    def frame_rate(self, modality: str) -> float:
+        """Frames per second of `modality`'s model space (mel frames, pixel frames or latent frames)."""
+        return self.family(modality).frame_rate
+
     @property
     def video_fps(self) -> float:
-        return float(self.video_transformer.config.frame_rate)
+        """Frames per second of the videos the pipeline takes and makes."""
+        return self.family("video").fps
 
     @property
     def audio_fps(self) -> float:
-        return float(self.audio_transformer.config.frame_rate)
+        """Frames per second of the audio backbone's space."""
+        return self.frame_rate("audio")
 
     @property
     def sample_rate(self) -> int:
-        return int(self.audio_frontend.config.sample_rate)
+        return self.family("audio").sample_rate
 
     def transformer_for(self, modality: str):
         return self.audio_transformer if modality == "audio" else self.video_transformer
 
     def num_tokens(self, modality: str, frames: int) -> int:
         """Tokens one sample of `frames` frames becomes in `modality`'s backbone (sizes the batched passes)."""
-        patch = self.transformer_for(modality).config.patch_size
-        if modality == "audio":
-            return math.ceil(frames / patch)
-        return math.ceil(frames / patch[0]) * math.ceil(self.config.height / patch[1]) * math.ceil(self.config.width / patch[2])
+        return self.family(modality).num_tokens(frames)
 
     # -- text ----------------------------------------------------------------------------
-    def _get_prompt_embeds(self, prompts: list[str], device, max_sequence_length: int | None):
-        """T5 (or any transformers encoder) hidden states `(B, L, text_dim)` and the token mask `(B, L)`."""
-        tokens = self.tokenizer(
-            prompts, padding="longest", truncation=True, return_tensors="pt",
-            max_length=max_sequence_length or self.config.max_sequence_length,
-        )
-        mask = tokens.attention_mask.to(device)
-        hidden = self.text_encoder(tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
-        return hidden, mask.bool()
+    def _get_prompt_embeds(self, prompts: list[str], device, max_sequence_length: int | None, modality: str | None = None):
+        """`modality`'s text states `(B, L, text_dim)` and token mask `(B, L)` (None: every token counts)."""
+        family = self.family(modality or self.generated)
+        return family.encode_text(prompts, device, max_sequence_length or self.config.max_sequence_length)
 
     @torch.no_grad()
     def encode_prompt(
@@ -176,14 +185,16 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         max_sequence_length: int | None = None,
         device=None,
         dtype=None,
+        modality: str | None = None,
     ):
-        r"""Encode text for the generated modality's backbone (also usable on its own, as in diffusers).
+        r"""Encode text for the generated modality's backbone, or `modality`'s (also usable on its own, as in diffusers).
 
         Args:
             prompt: a string or a list; `prompt_embeds` (`(B, L, text_dim)`, with an optional boolean
                 `prompt_attention_mask` `(B, L)`) instead of text.
-            negative_prompt: text of the unconditional branch, "" (the paper's choice) by default; or
-                `negative_prompt_embeds` / `negative_prompt_attention_mask`. Encoded only with
+            negative_prompt: text of the unconditional branch; or `negative_prompt_embeds` /
+                `negative_prompt_attention_mask`. Without either, the backbone's own rule: "" (the paper's choice,
+                and Wan's), or zeros shaped like the prompt's states (LongCat's). Encoded only with
                 `do_classifier_free_guidance`.
             num_per_prompt: each row is repeated this many times.
 
@@ -196,11 +207,13 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
             prompts = as_prompt_list(prompt, 1, "prompt") if prompt is None or isinstance(prompt, str) else list(prompt)
             if not prompts or not all(isinstance(p, str) for p in prompts):
                 raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-            prompt_embeds, prompt_attention_mask = self._get_prompt_embeds(prompts, device, max_sequence_length)
+            prompt_embeds, prompt_attention_mask = self._get_prompt_embeds(prompts, device, max_sequence_length, modality)
         batch = prompt_embeds.shape[0]
         if do_classifier_free_guidance and negative_prompt_embeds is None:
-            negative_prompt_embeds, negative_prompt_attention_mask = self._get_prompt_embeds(
-                as_prompt_list(negative_prompt, batch, "negative_prompt"), device, max_sequence_length)
+            rule = None if negative_prompt is not None else self.family(modality or self.generated).unconditional_text(
+                prompt_embeds, prompt_attention_mask)
+            negative_prompt_embeds, negative_prompt_attention_mask = rule or self._get_prompt_embeds(
+                as_prompt_list(negative_prompt, batch, "negative_prompt"), device, max_sequence_length, modality)
         pairs = [(prompt_embeds, prompt_attention_mask), (negative_prompt_embeds, negative_prompt_attention_mask)]
         out = []
         for embeds, mask in pairs if do_classifier_free_guidance else pairs[:1]:
@@ -216,25 +229,12 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
 
     # -- modality conversions ---------------------------------------------------------------
     def encode_audio(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Mono `(B, samples)` -> normalised log-mel `(B, frames, n_mels)`, the audio backbone's space."""
-        frontend = self.audio_frontend
-        return frontend.normalize(frontend(waveform.to(frontend.device)))
+        """Mono `(B, samples)` -> the audio backbone's space (normalised log-mel `(B, frames, n_mels)`, or latents)."""
+        return self.family("audio").encode(waveform)
 
-    def decode_audio(self, latents: torch.Tensor, output_type: str, num_samples: list[int]):
-        """Latents -> one waveform (or latent) per row, each cut or padded to its own length."""
-        if output_type == "latent":
-            return list(latents)
-        mel = self.audio_frontend.denormalize(latents.float())
-        waveform = self.vocoder(mel.to(self.vocoder.dtype)).float()
-        if waveform.ndim == 1:
-            waveform = waveform[None]
-        rows = [torch.nn.functional.pad(w, (0, max(0, n - w.shape[-1])))[:n].cpu() for w, n in zip(waveform, num_samples)]
-        return rows if output_type == "pt" else [r.numpy() for r in rows]
-
-    def decode_video(self, latents: torch.Tensor, output_type: str):
-        if output_type == "latent":
-            return list(latents)
-        return list(VideoProcessor(do_resize=False).postprocess_video(latents.float().clamp(-1, 1).cpu(), output_type=output_type))
+    def decode(self, latents: torch.Tensor, output_type: str, seconds: list[float]) -> list:
+        """Generated latents -> one output (or latent) per row, each covering its own `seconds`."""
+        return self.family(self.generated).postprocess(latents, output_type, seconds)
 
     def make_output(self, rows: list, output_type: str, return_dict: bool):
         """One decoded row per output: rows of one shape are stacked, rows of different lengths stay a list."""
@@ -253,8 +253,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
             raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
         if output_type not in OUTPUT_TYPES[self.generated]:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES[self.generated]} when generating {self.generated}, got {output_type!r}")
-        if self.generated == "audio" and output_type != "latent" and self.vocoder is None:
-            raise ValueError("this pipeline has no vocoder: load one (or a GriffinLimVocoder), or use output_type='latent'")
+        self.family(self.generated).check_output(output_type)
         bad = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
         if bad:
             raise ValueError(f"callback_on_step_end_tensor_inputs may only name {self._callback_tensor_inputs}, got {bad}")
@@ -262,7 +261,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
             raise ValueError(f"the number of outputs per prompt must be a positive integer, got {num_per_prompt!r}")
 
     def windows_for(self, num_video_frames: int, num_audio_frames: int) -> list[Window]:
-        return plan_windows(num_video_frames, num_audio_frames, self.video_fps, self.audio_fps,
+        return plan_windows(num_video_frames, num_audio_frames, self.frame_rate("video"), self.frame_rate("audio"),
                             self.config.clip_seconds, self.config.window_overlap_seconds)
 
     def prepare_latents(self, shape, generator, latents, device, dtype) -> torch.Tensor:
@@ -297,7 +296,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         latents = state["latents"]
         modality, dtype, axis = self.generated, latents.dtype, AXIS[self.generated]
         slices = [getattr(w, modality) for w in windows]
-        ramp = round(self.config.window_overlap_seconds * (self.audio_fps if modality == "audio" else self.video_fps))
+        ramp = round(self.config.window_overlap_seconds * self.frame_rate(modality))
         shape = [1] * latents.ndim
         weights = []
         for w in window_weights(slices, latents.shape[axis], ramp):
@@ -318,7 +317,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
                 if self.interrupt:
                     continue
                 self._current_timestep = timestep
-                t = time_from_timestep(timestep, num_train_timesteps)
+                t = time_from_timestep(precise_timestep(timestep), num_train_timesteps)
                 latents = state["latents"]
                 if len(windows) == 1 and len(passes) == 1:
                     v = velocity(latents, t, passes[0], state)
@@ -338,23 +337,26 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         self._current_timestep = None
         return state["latents"]
 
-    def guidance_inputs(self, x: torch.Tensor, t: torch.Tensor, rows: tuple, state: dict):
-        """The generated backbone's inputs for a pass: `(x, t, text, text_mask)` with, under guidance, the
-        unconditional rows (negative prompts) after the conditional ones, so both branches run as one batch;
-        the two texts are padded to one length with masked-out tokens."""
+    def guidance_inputs(self, x: torch.Tensor, t: torch.Tensor, rows: tuple, state: dict) -> list[tuple]:
+        """The generated backbone's inputs for a pass: batches `(x, t, text, text_mask)`, the conditional rows first,
+        then under guidance the unconditional ones (negative prompts). Both branches share one batch, their texts
+        padded to one length with masked-out tokens, unless the texts differ in length and padding would change
+        the backbone's output (its family's `text_padding_neutral`): then each branch is a batch of its own."""
         samples = [b for _, b in rows]
         pairs = [(state["prompt_embeds"], state["prompt_attention_mask"])]
         if self.do_classifier_free_guidance:
             pairs.append((state["negative_prompt_embeds"], state["negative_prompt_attention_mask"]))
-            x = torch.cat([x, x])
         pairs = [(embeds[samples], None if mask is None else mask[samples]) for embeds, mask in pairs]
+        t = t.expand(x.shape[0])
         length = max(embeds.shape[1] for embeds, _ in pairs)
         if all(mask is None and embeds.shape[1] == length for embeds, mask in pairs):
-            return x, t.expand(x.shape[0]), torch.cat([e for e, _ in pairs]), None
+            return [(torch.cat([x] * len(pairs)), torch.cat([t] * len(pairs)), torch.cat([e for e, _ in pairs]), None)]
+        if any(e.shape[1] != length for e, _ in pairs) and not self.family(self.generated).text_padding_neutral:
+            return [(x, t, embeds, mask) for embeds, mask in pairs]
         masks = [torch.ones(e.shape[:2], dtype=torch.bool, device=e.device) if m is None else m for e, m in pairs]
         text = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, length - e.shape[1])) for e, _ in pairs])
         mask = torch.cat([torch.nn.functional.pad(m, (0, length - m.shape[1]), value=False) for m in masks])
-        return x, t.expand(x.shape[0]), text, mask
+        return [(torch.cat([x] * len(pairs)), torch.cat([t] * len(pairs)), text, mask)]
 
     def guide(self, v: torch.Tensor) -> torch.Tensor:
         """Classifier-free guidance on a pass's output laid out as by `guidance_inputs`."""

@@ -7,9 +7,15 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..models.joint import embed_prefix, joint_forward
 from ..schedulers.flow_time import noisy_sample
-from .inputs import prepare_audio, prepare_video, split_inputs
+from .inputs import split_inputs
 from .pipeline_av_link_base import AXIS, DEFAULT_MAX_BATCH_TOKENS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
 from .windows import extent
+
+# Components beside the backbones, adapter and scheduler; each modality's family says which it needs: av-link's own
+# backbones the shared text encoder, the mel front end (and a vocoder to give waveforms); diffusers' Wan / LongCat
+# their VAE and a text encoder, shared, or per modality (`audio_text_encoder`, ...) where the two differ.
+OPTIONAL_COMPONENTS = ["text_encoder", "tokenizer", "audio_frontend", "vocoder", "audio_vae", "video_vae", "audio_text_encoder",
+                       "audio_tokenizer", "video_text_encoder", "video_tokenizer"]
 
 # V2A's and A2V's `__call__` arguments that `generate` takes under the same name (the rest are renamed)
 CALL_ARGUMENTS = ("prompt", "conditioning_prompt", "negative_prompt", "num_inference_steps", "sigmas", "guidance_scale",
@@ -47,15 +53,23 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     (:mod:`av_link.pipelines.windows`). At every step the windows of all inputs and both guidance branches run
     as batched forward passes of at most `max_batch_tokens` tokens (config; lower it to bound peak memory,
     raise it for throughput): the result equals running them one by one.
+
+    The backbones may be av-link's own (mel and pixels) or diffusers' Wan and LongCat-AudioDiT, which run in their
+    VAEs' latent spaces (`from_backbones` builds such a pipeline from their diffusers pipelines): the conditioning
+    input is encoded by its VAE and noised there, the generated latents are decoded by the other VAE, and each
+    backbone's text follows its own pipeline's rules (:mod:`.families`). With a zero-gated adapter the output then
+    equals the generated backbone's diffusers pipeline on the same seed: its initial latents are drawn first, as
+    that pipeline draws them, and the conditioning noise after (av-link's own backbones draw the conditioning noise
+    first, as their released checkpoints were sampled).
     """
 
     default_conditioning_timestep = 0.96
-    _optional_components = ["vocoder"]
-    # The joint forward interleaves both backbones and the adapter block by block, so with
-    # `enable_model_cpu_offload` they stay resident together; the text encoder (T5-XXL: the largest
-    # part) and the vocoder are offloaded between uses.
+    _optional_components = OPTIONAL_COMPONENTS
+    # The joint forward interleaves both backbones and the adapter block by block (and calls the transformers'
+    # submodules directly, so model-level hooks would never fire): with `enable_model_cpu_offload` they stay
+    # resident together. The text encoders (T5-XXL: the largest part), VAEs and vocoder are offloaded between uses.
     _exclude_from_cpu_offload = ["audio_transformer", "video_transformer", "fusion_adapter", "audio_frontend"]
-    model_cpu_offload_seq = "text_encoder->vocoder"
+    model_cpu_offload_seq = "video_vae->text_encoder->audio_text_encoder->video_text_encoder->audio_vae->vocoder"
 
     def __init__(
         self,
@@ -63,10 +77,16 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         video_transformer,
         fusion_adapter,
         scheduler,
-        text_encoder,
-        tokenizer,
-        audio_frontend,
+        text_encoder=None,
+        tokenizer=None,
+        audio_frontend=None,
         vocoder=None,
+        audio_vae=None,
+        video_vae=None,
+        audio_text_encoder=None,
+        audio_tokenizer=None,
+        video_text_encoder=None,
+        video_tokenizer=None,
         conditioning_timestep: float | None = None,
         num_inference_steps: int = 64,
         guidance_scale: float = 5.0,
@@ -77,20 +97,40 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         max_sequence_length: int = 128,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         sigmas: list[float] | None = None,
+        video_fps: float | None = None,
+        base_models: dict | None = None,
     ):
         super().__init__()
-        fusion_adapter.check_backbones(audio_transformer, video_transformer)
-        self.check_vocoder(audio_frontend, vocoder)
         conditioning_timestep = self.default_conditioning_timestep if conditioning_timestep is None else conditioning_timestep
         if not 0.0 <= conditioning_timestep <= 1.0:
             raise ValueError(f"conditioning_timestep must be in [0, 1], got {conditioning_timestep}")
         self.register_modules(
             audio_transformer=audio_transformer, video_transformer=video_transformer, fusion_adapter=fusion_adapter,
             scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder,
+            audio_vae=audio_vae, video_vae=video_vae, audio_text_encoder=audio_text_encoder, audio_tokenizer=audio_tokenizer,
+            video_text_encoder=video_text_encoder, video_tokenizer=video_tokenizer,
         )
+        # `video_fps`: the pixel rate of a video backbone whose config has none (Wan); `base_models`: the diffusers
+        # pipelines `from_backbones` linked, named in the model card. Recorded only when set, so folders of av-link's
+        # own backbones keep their model_index.json.
+        extra = {k: v for k, v in dict(video_fps=video_fps, base_models=base_models).items() if v is not None}
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
                                       max_batch_tokens, conditioning_timestep=conditioning_timestep, height=height, width=width,
-                                      sigmas=sigmas)
+                                      sigmas=sigmas, **extra)
+        self.check_components(("audio", "video"))
+        fusion_adapter.check_backbones(audio_transformer, video_transformer)
+
+    @classmethod
+    def from_backbones(cls, audio, video, fusion_adapter, **kwargs):
+        r"""Link two diffusers pipelines with a Fusion adapter: `audio` a `LongCatAudioDiTPipeline`, `video` a
+        `WanPipeline`, each a folder, a Hub id or a loaded pipeline; `fusion_adapter` an `AVLinkFusionAdapter` or its
+        folder. The backbones, VAEs and text encoders are theirs (one text encoder where both hold the same model);
+        the sampler is the paper's Euler with the generated backbone's own shift. Other keyword arguments are pipeline
+        config (`conditioning_timestep`, `video_fps`, `height`, ...; each backbone family's defaults otherwise) or
+        loading arguments (`torch_dtype`, `local_files_only`, ...). See :mod:`av_link.pipelines.from_backbones`."""
+        from .from_backbones import link_pipelines
+
+        return link_pipelines(cls, audio, video, fusion_adapter, **kwargs)
 
     @property
     def conditioning(self) -> str:
@@ -98,15 +138,12 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
 
     def prepare_conditioning(self, inputs, rates) -> list[ConditioningItem]:
         """One item per conditioning input (a stacked tensor gives one per row), in model space."""
+        cond, gen = self.family(self.conditioning), self.family(self.generated)
         items = []
         for entry, rate in split_inputs(inputs, rates, self.conditioning):
-            if self.conditioning == "video":
-                video, seconds = prepare_video(entry, rate, self.video_fps, self.config.height, self.config.width)
-                items += [ConditioningItem(v[None], seconds, video.shape[2], max(1, round(seconds * self.audio_fps))) for v in video]
-            else:
-                waveform = prepare_audio(entry, rate, self.sample_rate, self.audio_frontend.config.hop_length)
-                mel, seconds = self.encode_audio(waveform), waveform.shape[-1] / self.sample_rate
-                items += [ConditioningItem(m[None], seconds, max(1, round(seconds * self.video_fps)), mel.shape[1]) for m in mel]
+            for signal, seconds in cond.prepare(entry, rate):
+                frames = {self.conditioning: signal.shape[AXIS[self.conditioning]], self.generated: gen.num_frames(seconds)}
+                items.append(ConditioningItem(signal, seconds, frames["video"], frames["audio"]))
         return items
 
     @torch.no_grad()
@@ -160,6 +197,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
             as_prompt_list(conditioning_prompt, batch, "conditioning_prompt") if conditioning_prompt_embeds is None else None,
             do_classifier_free_guidance=False, num_per_prompt=num_per_prompt, prompt_embeds=conditioning_prompt_embeds,
             prompt_attention_mask=conditioning_prompt_attention_mask, max_sequence_length=max_sequence_length, device=device,
+            modality=self.conditioning,
         )[:2]
         if text[0].shape[0] != batch * num_per_prompt or cond_text[0].shape[0] != batch * num_per_prompt:
             raise ValueError(f"prompt embeddings must have one row per input ({batch}), got {text[0].shape[0] // num_per_prompt} "
@@ -182,11 +220,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                 [generator[r] for r in ids] if isinstance(generator, list) else generator, latents, t_c,
                 num_inference_steps, sigmas, callback_on_step_end, callback_on_step_end_tensor_inputs, device,
             )
-            if self.generated == "audio":
-                decoded = self.decode_audio(result, output_type, [round(rows[r].seconds * self.sample_rate) for r in ids])
-            else:
-                decoded = self.decode_video(result, output_type)
-            for r, out in zip(ids, decoded):
+            for r, out in zip(ids, self.decode(result, output_type, [rows[r].seconds for r in ids])):
                 outputs[r] = out
         return self.make_output(outputs, output_type, return_dict)
 
@@ -194,21 +228,23 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                      callback_on_step_end, callback_on_step_end_tensor_inputs, device) -> torch.Tensor:
         """Sample the generated modality for conditioning inputs of one length; `state` holds their text."""
         gen, cond = self.generated, self.conditioning
-        dtype = self.transformer_for(gen).dtype
-        cond_model = self.transformer_for(cond)
+        family = self.family(gen)
+        backbones = {m: self.family(m).backbone for m in (gen, cond)}
+        dtype = family.sampling_dtype  # of the noise and the integrated latents; each backbone gets its own dtype
         num_video_frames, num_audio_frames = items[0].num_video_frames, items[0].num_audio_frames
         windows = self.windows_for(num_video_frames, num_audio_frames)
         padded = extent(windows)  # both signals are sampled over the windows' extent, then cut back
         # The conditioning input is noised once, with noise from `generator`, and then held fixed.
         signal = torch.cat([item.signal for item in items]).to(device=device, dtype=dtype)
         signal = self.pad_frames(signal, cond, getattr(padded, cond).stop, self.conditioning_padding)
-        noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
-        noisy_signal = noisy_sample(signal, noise, t_c)
-        if gen == "audio":
-            shape = (len(items), num_audio_frames, self.audio_transformer.config.in_channels)
+        shape = family.latent_shape(len(items), num_audio_frames if gen == "audio" else num_video_frames)
+        if family.noise_first:  # the generated backbone's own pipeline's draw first (see `BackboneFamily.noise_first`)
+            latents = self.prepare_latents(shape, generator, latents, device, dtype)
+            noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
         else:
-            shape = (len(items), self.video_transformer.config.in_channels, num_video_frames, self.config.height, self.config.width)
-        latents = self.prepare_latents(shape, generator, latents, device, dtype)
+            noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
+            latents = self.prepare_latents(shape, generator, latents, device, dtype)
+        noisy_signal = noisy_sample(signal, noise, t_c).to(backbones[cond].dtype)
         state["latents"] = self.pad_frames(latents, gen, getattr(padded, gen).stop, self.noise_filler(generator))
 
         # Blocks before the first fusion point see the same input at every step: each pass's rows run them
@@ -220,18 +256,19 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                 samples = [b for _, b in rows]
                 x_cond = torch.cat([take(noisy_signal[b:b + 1], cond, windows[k]) for k, b in rows])
                 text = [None if c is None else c[samples] for c in cond_text]
-                prefixes[rows] = embed_prefix(cond_model, self.fusion_adapter, cond, x_cond, t_c, *text)
-            x, t, text, mask = self.guidance_inputs(x, t, rows, state)
+                prefixes[rows] = embed_prefix(backbones[cond], self.fusion_adapter, cond, x_cond, t_c, *text)
+            (x, t, text, mask), *unconditional = self.guidance_inputs(x.to(backbones[gen].dtype), t, rows, state)
             inputs = {gen: x, cond: prefixes[rows]}
             out = joint_forward(
-                self.audio_transformer, self.video_transformer, self.fusion_adapter,
+                backbones["audio"], backbones["video"], self.fusion_adapter,
                 audio=inputs["audio"], video=inputs["video"],
                 audio_timestep=t if gen == "audio" else t_c, video_timestep=t if gen == "video" else t_c,
                 audio_text=text if gen == "audio" else None, video_text=text if gen == "video" else None,
                 audio_text_mask=mask if gen == "audio" else None, video_text_mask=mask if gen == "video" else None,
                 return_audio=gen == "audio", return_video=gen == "video", unfused_rows=x.shape[0] - len(rows),
             )
-            return self.guide(getattr(out, gen))
+            # an unconditional branch whose text cannot share the batch runs the generated backbone on its own
+            return self.guide(torch.cat([getattr(out, gen), *(backbones[gen](*u).sample for u in unconditional)]))
 
         # Tokens per (window, sample) row: the joint forward's two backbones, and the generated one again
         # for the unconditional branch.
@@ -244,6 +281,4 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     def conditioning_padding(self, signal: torch.Tensor, shape) -> torch.Tensor:
         """What the conditioning input holds past its end (the windows' extent can reach past it by less than a
         video frame): the last video frame held still, or silence."""
-        if self.conditioning == "video":
-            return signal[:, :, -1:].expand(shape)
-        return self.audio_frontend.normalize(torch.full(shape, self.audio_frontend.silence_level)).to(signal)
+        return self.family(self.conditioning).conditioning_padding(signal, shape)

@@ -16,9 +16,9 @@ class AVLinkTextToAudioPipeline(AVLinkTextToSignalPipeline):
                  window_overlap_seconds: float | None = None, max_sequence_length: int = 128,
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         super().__init__()
-        self.check_vocoder(audio_frontend, vocoder)
         self.register_modules(audio_transformer=audio_transformer, scheduler=scheduler, text_encoder=text_encoder,
                               tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder)
+        self.check_components(("audio",))
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
                                       max_batch_tokens)
 

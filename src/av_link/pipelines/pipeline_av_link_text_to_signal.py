@@ -27,31 +27,24 @@ class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
         seconds = self.config.clip_seconds if seconds is None else float(seconds)
         if not seconds > 0:
             raise ValueError(f"the duration must be positive, got {seconds}")
-        model = self.transformer_for(self.generated)
-        fps = self.audio_fps if self.generated == "audio" else self.video_fps
-        device, dtype = self._execution_device, model.dtype
+        family = self.family(self.generated)
+        model, fps = family.backbone, family.frame_rate
+        device, dtype = self._execution_device, family.sampling_dtype
         text = self.encode_prompt(prompt, negative_prompt, self.do_classifier_free_guidance, num_per_prompt, prompt_embeds,
                                   prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask,
                                   max_sequence_length, device)
         state = dict(zip(TEXT_INPUTS, text))
         batch = text[0].shape[0]
-        frames = max(1, round(seconds * fps))
-        if self.generated == "audio":
-            shape = (batch, frames, model.config.in_channels)
-        else:
-            shape = (batch, model.config.in_channels, frames, self.config.height, self.config.width)
+        frames = family.num_frames(seconds)
+        shape = family.latent_shape(batch, frames)
         windows = plan_windows(frames, frames, fps, fps, self.config.clip_seconds, self.config.window_overlap_seconds)
         state["latents"] = self.prepare_latents(shape, generator, latents, device, dtype)  # one rate: the windows end at `frames`
 
         def velocity(x, t, rows, state):
-            x, t, text, mask = self.guidance_inputs(x, t, rows, state)
-            return self.guide(model(x, t, text, mask).sample)
+            inputs = self.guidance_inputs(x.to(model.dtype), t, rows, state)
+            return self.guide(torch.cat([model(*batch).sample for batch in inputs]))
 
         tokens = (2 if self.do_classifier_free_guidance else 1) * self.num_tokens(self.generated, windows[0].length(self.generated))
         latents = self.denoise(state, windows, velocity, num_inference_steps, sigmas, callback_on_step_end,
                                callback_on_step_end_tensor_inputs, tokens_per_row=tokens)
-        if self.generated == "audio":
-            rows = self.decode_audio(latents, output_type, [round(seconds * self.sample_rate)] * batch)
-        else:
-            rows = self.decode_video(latents, output_type)
-        return self.make_output(rows, output_type, return_dict)
+        return self.make_output(self.decode(latents, output_type, [seconds] * batch), output_type, return_dict)

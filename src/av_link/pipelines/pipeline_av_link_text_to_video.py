@@ -16,6 +16,7 @@ class AVLinkTextToVideoPipeline(AVLinkTextToSignalPipeline):
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         super().__init__()
         self.register_modules(video_transformer=video_transformer, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
+        self.check_components(("video",))
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
                                       max_batch_tokens, height=height, width=width)
 

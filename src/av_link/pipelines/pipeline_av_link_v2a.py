@@ -10,13 +10,18 @@ class AVLinkV2APipeline(AVLinkCrossModalPipeline):
     Components: `audio_transformer`, `video_transformer` (frozen backbones), `fusion_adapter`, `scheduler`
     (`FlowMatchEulerScheduler`), `text_encoder` + `tokenizer` (T5 by default), `audio_frontend`
     (`AVLinkMelSpectrogram`) and `vocoder` (`SpeechT5HifiGan` or `GriffinLimVocoder`). Sampling defaults
-    (conditioning time 0.96, 64 steps, guidance 5.0) live in the pipeline config.
+    (conditioning time 0.96, 64 steps, guidance 5.0) live in the pipeline config. With diffusers' LongCat-AudioDiT
+    and Wan as backbones (`from_backbones`), `audio_vae` and `video_vae` take the front end's and vocoder's place
+    and each backbone may have its own text encoder (`audio_text_encoder`, `video_text_encoder`).
 
     Example:
         ```py
         pipe = AVLinkV2APipeline.from_pretrained("path/to/av-link-v2a")
         out = pipe(video="clip.mp4", prompt="a dog barks")
         out.audios[0], out.sample_rate
+
+        pipe = AVLinkV2APipeline.from_backbones(audio="LongCat-AudioDiT-1B-Diffusers", video="Wan2.1-T2V-1.3B-Diffusers",
+                                                fusion_adapter="path/to/fusion_adapter")
         ```
     """
 
@@ -64,10 +69,11 @@ class AVLinkV2APipeline(AVLinkCrossModalPipeline):
                 applies when `guidance_scale > 1` (diffusers' convention).
             sigmas: a custom noise grid, decreasing from 1 (default: the paper's uniform grid 1, 1 - 1/N, ..., 1/N).
             generator: `torch.Generator`, or one per output, for the conditioning noise and the initial noise.
-            latents: initial audio noise `(B, frames, n_mels)`.
+            latents: initial audio noise in the audio backbone's space: `(B, frames, n_mels)`, or LongCat's
+                `(B, latents, latent_dim)`.
             prompt_embeds, negative_prompt_embeds, conditioning_prompt_embeds: text-encoder states `(B, L, D)`
                 (one row per input) instead of text, each with an optional boolean `*_attention_mask` `(B, L)`.
-            output_type: "np" or "pt" waveforms `(B, samples)`, or "latent" (normalised mel).
+            output_type: "np" or "pt" waveforms `(B, samples)`, or "latent" (normalised mel, or LongCat's latents).
             callback_on_step_end: `f(pipe, step, timestep, tensors) -> dict`, as in diffusers; `timestep` is the
                 scheduler's (sigma * 1000); `tensors` holds `callback_on_step_end_tensor_inputs` (any of
                 `_callback_tensor_inputs`); returned tensors replace them.

@@ -6,7 +6,8 @@
   sigma = 1 down to 0; `timesteps = sigma * num_train_timesteps` and `step` takes `dx/dsigma = x0 - x1`.
   Every scheduler av-link pipelines call, av-link's own included, speaks this convention.
 
-The pipelines convert with `time_from_timestep` and `scheduler_output` at their sampling loop, nowhere else.
+The pipelines convert with `time_from_timestep` (of a `precise_timestep`) and `scheduler_output` at their sampling
+loop, nowhere else.
 """
 
 import torch
@@ -15,6 +16,13 @@ import torch
 def time_from_timestep(timestep, num_train_timesteps: int = 1000):
     """A scheduler timestep (`sigma * num_train_timesteps`) -> av-link's flow time `t = 1 - sigma`."""
     return 1 - timestep / num_train_timesteps
+
+
+def precise_timestep(timestep: torch.Tensor) -> torch.Tensor:
+    """`timestep` in float64 where its device has that dtype (MPS has none). A backbone that takes the scheduler's
+    own timestep (Wan: sigma x 1000) gets it back exactly from a float64 `t`; through a float32 `t` it would be off
+    by up to ~6e-5, which moves each velocity by ~1e-6."""
+    return timestep if timestep.device.type == "mps" else timestep.to(torch.float64)
 
 
 def scheduler_output(velocity: torch.Tensor) -> torch.Tensor:
