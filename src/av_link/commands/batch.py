@@ -96,6 +96,9 @@ def run_folder(conversion: Conversion, args) -> int:
         from accelerate.utils import gather_object
 
         results = gather_object(results)
+        # Tear the process group down before exit: left to interpreter shutdown, gloo's threads can abort the
+        # process ("terminate called without an active exception"; seen once in the 2-process test under load).
+        state.destroy_process_group()
     summary = summarize(conversion.command, source_dir, out_dir, results, state.num_processes, time.perf_counter() - started)
     if state.is_main_process:
         _write_json(os.path.join(out_dir, SUMMARY_NAME), summary)
