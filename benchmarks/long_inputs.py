@@ -56,14 +56,16 @@ def make_input(seconds: int, work_dir: Path) -> Path:
 
 
 def _model_geometry(model_dir: str) -> tuple:
+    from av_link.pipelines.folders import component_dir  # an adapter-only folder (a student) names where its backbone is
+
     with open(os.path.join(model_dir, "model_index.json")) as f:
         index = json.load(f)
-    with open(os.path.join(model_dir, "video_transformer", "config.json")) as f:
+    with open(os.path.join(component_dir(model_dir, index, "video_transformer"), "config.json")) as f:
         fps = json.load(f)["frame_rate"]
     return float(fps), int(index["height"]), int(index["width"])
 
 
-def child(case: str, path: str, model_dir: str, out_dir: str) -> None:
+def child(case: str, path: str, model_dir: str, out_dir: str, steps: str = "64") -> None:
     """Runs inside the measured process; prints one JSON line."""
     import resource
 
@@ -87,7 +89,8 @@ def child(case: str, path: str, model_dir: str, out_dir: str) -> None:
         from av_link.cli import main
 
         out = os.path.join(out_dir, "out.mp4")
-        code = main(["v2a", "--model", model_dir, "--video", path, "--out", out, "--steps", "64", "--seed", "0", "--quiet"])
+        code = main(["v2a", "--model", model_dir, "--video", path, "--out", out, "--seed", "0", "--quiet"]
+                    + (["--steps", steps] if steps != "config" else []))
         if code != 0:
             raise SystemExit(code)
     else:
@@ -109,10 +112,10 @@ def _run_with_rusage(argv, env):
         return proc.returncode, out.read(), err.read(), seconds, usage.ru_maxrss / 1024
 
 
-def measure_case(case: str, path: Path, model_dir: str, threads: int) -> dict:
+def measure_case(case: str, path: Path, model_dir: str, threads: int, steps: str = "64") -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory(prefix="av_link_bench_") as out_dir:
-        argv = [sys.executable, __file__, "--child", case, str(path), model_dir, out_dir]
+        argv = [sys.executable, __file__, "--child", case, str(path), model_dir, out_dir, steps]
         code, stdout, stderr, seconds, tree_peak = _run_with_rusage(argv, env)
     if code != 0:
         raise RuntimeError(f"{case} on {path.name} failed:\n{stderr[-2000:]}")
@@ -137,7 +140,7 @@ def to_markdown(report: dict) -> str:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        return child(*sys.argv[2:6])
+        return child(*sys.argv[2:7])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[10, 55, 300], help="input lengths, seconds")
     parser.add_argument("--cases", nargs="+", default=["decode", "cli"], choices=["decode", "decode_in_memory", "cli"])
@@ -146,12 +149,15 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "av_link_long_inputs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="long_inputs", help="results file stem in benchmarks/results/")
+    parser.add_argument("--model", default=None,
+                        help="a V2A pipeline folder (default: the shipped one; e.g. the shipped students/v2a with --steps config)")
+    parser.add_argument("--steps", default="64", help="sampling steps of the cli case, or 'config' for the model's own")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
     from av_link.evaluation import shipped_models_dir
 
-    model_dir = os.path.join(shipped_models_dir(), "v2a")
+    model_dir = args.model or os.path.join(shipped_models_dir(), "v2a")
     args.work_dir.mkdir(parents=True, exist_ok=True)
     report = dict(machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
                   python=platform.python_version(), threads=args.threads, load_average=round(os.getloadavg()[0], 2),
@@ -162,7 +168,7 @@ def main() -> None:
         cases = list(args.cases) + (["decode_in_memory"] if seconds in args.baseline_lengths
                                     and "decode_in_memory" not in args.cases else [])
         for case in cases:
-            result = measure_case(case, path, model_dir, args.threads)
+            result = measure_case(case, path, model_dir, args.threads, args.steps)
             result["length_s"] = seconds
             report["results"].append(result)
             print(json.dumps(result), flush=True)
