@@ -73,7 +73,7 @@ def main():
         source = os.path.join(args.run_dir, name)
         pipe = cls.from_pretrained(source)
         pipe.vocoder = vocoder_for(args.vocoder, pipe)
-        pipe.check_vocoder(pipe.audio_frontend, pipe.vocoder)
+        pipe.check_components(("audio",))  # the new vocoder must run at the front end's rate
         pipe.to(torch.float16)
         pipe.save_pretrained(os.path.join(target, name), training_info=read_training_info(os.path.join(source, "README.md")))
     mark_adapter_only(os.path.join(target, "a2v"), "../v2a", list(SHARED))
