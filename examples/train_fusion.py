@@ -24,12 +24,13 @@ import sys
 from av_link import AVLinkA2VPipeline, AVLinkFusionAdapter, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from av_link.data import AVClipDataset
 from av_link.loaders import lora_save_kwargs
+from av_link.pipelines.from_backbones import same_model
 from av_link.schedulers import FlowMatchEulerScheduler
 from av_link.training.arguments import add_training_arguments, check_training_arguments
 from av_link.training.lora import add_lora_adapters, add_lora_arguments, check_lora_arguments, lora_training_info
 from av_link.training.loop import make_accelerator, train
 from av_link.training.objectives import FusionObjective, ObjectiveConfig
-from av_link.training.setup import same_text_encoder, training_info
+from av_link.training.setup import training_info
 from av_link.training.text import FrozenTextEncoder
 
 
@@ -62,7 +63,7 @@ def load_backbones(args):
             raise ValueError(f"{flag} {path} is not a pipeline folder (no model_index.json)")
     t2a = AVLinkTextToAudioPipeline.from_pretrained(args.audio_model)
     t2v = AVLinkTextToVideoPipeline.from_pretrained(args.video_model)
-    if not same_text_encoder(t2a.text_encoder, t2v.text_encoder):
+    if not same_model(t2a.text_encoder, t2v.text_encoder):  # configs bar where each was saved, and weights
         logging.warning("the two backbones come with different text encoders; using the audio model's")
     return t2a, t2v
 

