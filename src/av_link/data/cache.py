@@ -17,7 +17,7 @@ import numpy as np
 logger = logging.getLogger("av_link.data.dataset")
 
 # Bump when the decoded/resampled content of a cache entry would change for the same settings.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: frame-time convention centred a quarter frame after the stamp (utils.video_ops)
 PROBE_CACHE_NAME = "probe_cache.json"
 
 
