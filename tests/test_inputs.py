@@ -17,20 +17,24 @@ def test_video_is_resampled_to_the_model_rate_by_an_exposure_weighted_box_filter
     video, seconds = prepare_video(_numbered_video(90), fps=30, target_fps=6, height=16, width=16)
     assert video.shape == (1, 3, 18, 16, 16) and seconds == 3.0
     got = ((video[0, 0, :, 8, 8] + 1) / 2 * 255).double()
-    assert torch.allclose(got, torch.arange(18).double() * 5 + 2.0, atol=1e-3)  # mean of input frames 5k .. 5k+4
-    # 25 -> 12 fps: output frame k covers [k/12, (k+1)/12); input frame j covers [j/25, (j+1)/25).
+    # A frame stamped j / fps covers [j - 1/4, j + 3/4) / fps: output frame k >= 1 covers input frames 5k-1 .. 5k+3
+    # exactly; output frame 0 starts before the input, at -1/4 of ITS period, and so holds frames 0 .. 3.
+    expected = torch.arange(18).double() * 5 + 1.0
+    expected[0] = 1.5
+    assert torch.allclose(got, expected, atol=1e-3)
+    # 25 -> 12 fps, by hand: output frame k covers [k - 1/4, k + 3/4) / 12, input frame j [j - 1/4, j + 3/4) / 25.
     video, _ = prepare_video(_numbered_video(50, 8, 8), fps=25, target_fps=12, height=8, width=8)
     got = ((video[0, 0, :, 4, 4] + 1) / 2 * 255).double()
     for k in (0, 5, 23):
-        lo, hi = k / 12, (k + 1) / 12
-        w = np.array([max(0.0, min(hi, (j + 1) / 25) - max(lo, j / 25)) for j in range(50)])
+        lo, hi = (k - 0.25) / 12, (k + 0.75) / 12
+        w = np.array([max(0.0, min(hi, (j + 0.75) / 25) - max(lo, (j - 0.25) / 25)) for j in range(50)])
         assert abs(got[k].item() - (w * np.arange(50)).sum() / w.sum()) < 1e-3
 
 
 @pytest.mark.parametrize("fps", [8, 12, 15, 24, 25, 30, 24000 / 1001, 30000 / 1001])
 def test_no_input_frame_is_lost_at_any_rate(fps):
     # Every input frame gets weight in some model frame: a one-frame event (the worst case) always shows.
-    from av_link.utils.video_ops import exposure_weights
+    from av_link.utils.video_ops import exposure_weights, frame_at, frame_time
 
     n = int(round(4 * fps))
     index, weight = exposure_weights(n, fps, 12.0)
@@ -42,8 +46,26 @@ def test_no_input_frame_is_lost_at_any_rate(fps):
         video = np.zeros((n, 4, 4, 3), np.uint8)
         video[j] = 255
         out, _ = prepare_video(video, fps=fps, target_fps=12, height=4, width=4)
-        k = int(((j + 0.5) / fps) * 12)  # the model frame covering the flash's centre
+        k = int(frame_at(frame_time(j, fps), 12))  # the model frame covering the instant the flash shows
         assert (out[0, 0, min(k, out.shape[2] - 1)] > -1 + 0.3).all()  # >= half its share 12/fps
+
+
+@pytest.mark.parametrize("fps", [8, 12, 15, 24, 25, 30, 24000 / 1001, 30000 / 1001])
+def test_conversion_keeps_motion_on_time_at_any_rate(fps):
+    # A picture showing the scene at its frame's instant (frame_time) still shows it there, on average, in the model
+    # frames, whatever the source rate: for uniform motion, output frame k shows the scene at frame_time(k, 12) up to
+    # the box filter's sample-and-hold error (at most a quarter source period, zero on average). The previous
+    # convention (frame j covering [j, j + 1) / fps) shifted such pictures by 0.25 / fps - 0.25 / 12 on average, an
+    # offset that depends on the source rate (+10 ms at 8 fps, -13 ms at 30), which a model trained on every rate
+    # cannot learn away; for a closed shutter it was twice that.
+    from av_link.utils.video_ops import exposure_weights, frame_time
+
+    n = int(round(8 * fps))
+    index, weight = exposure_weights(n, fps, 12.0)
+    position = frame_time(np.arange(n), fps)  # uniform motion, 1 unit per second, seen at each frame's instant
+    out = (weight.double() * torch.from_numpy(position)[index]).sum(1).numpy()
+    error = (out - frame_time(np.arange(len(out)), 12.0))[1:-1]  # the end frames reach past the input's ends
+    assert abs(error.mean()) < 1e-3 and np.abs(error).max() <= 0.25 / fps + 1e-6
 
 
 def test_video_is_resized_to_cover_and_centre_cropped():

@@ -14,6 +14,7 @@ import pytest
 from test_metrics import clicks  # decaying noise bursts at given times
 
 from av_link.data.synthetic import SYNTHHITS_KINDS, SynthHitsConfig, generate_clip, surface_rows
+from av_link.utils.video_ops import frame_time
 from av_link.metrics import (
     SILENCE,
     SoundKindClassifier,
@@ -45,14 +46,14 @@ def render_bounce(event_times, fps, size, duration, distractor=False, width=None
                   obj_rgb=(220, 40, 40), surf_rgb=(120, 128, 140)):
     """A SynthHits-v2-like clip: dark background, surface rows, a disk on parabolic flights
     that touch the surface exactly at `event_times` (apex >= 35% of the free height), frame k
-    showing the scene at (k + 0.5) / fps; optionally a silent distractor in the top half.
+    showing the scene at frame_time(k, fps) (the package's convention); optionally a silent distractor in the top half.
     `event_times=None`: the disk hangs still in mid-air."""
     H, W = size, width or size
     top, _ = surface_rows(H)
     F = int(round(duration * fps))
     r = 0.1 * min(H, W)
     free = top - 2 * r - 1
-    t = (np.arange(F) + 0.5) / fps
+    t = frame_time(np.arange(F), fps)
     if event_times is None:
         lift = np.full(F, 0.5 * free)
     else:
@@ -138,7 +139,7 @@ def test_contact_correct_bounce_scores_one(fps, size, distractor):
     r = contact_time_metrics(frames, EVENTS, fps)
     assert (r["accuracy"], r["precision"], r["f1"]) == (1.0, 1.0, 1.0), r
     assert (r["hits"], r["num_true"], r["num_detected"]) == (3, 3, 3)
-    np.testing.assert_allclose(r["detected_times"], (r["detected_frames"] + 0.5) / fps)
+    np.testing.assert_allclose(r["detected_times"], frame_time(r["detected_frames"], fps))
     assert np.all(np.abs(r["detected_times"] - EVENTS) <= max(0.1, 1 / fps))
 
 
@@ -178,7 +179,7 @@ def test_contact_periodic_flash_scores_low():
 @pytest.mark.parametrize("fps,size", [(12, 16), (30, 32)])
 def test_contact_periodic_bounce_scores_low(fps, size):
     true = [1.05, 2.8]
-    every3 = (np.arange(0, 4 * fps, 3) + 0.5) / fps  # touches the surface every 3 frames
+    every3 = frame_time(np.arange(0, 4 * fps, 3), fps)  # touches the surface every 3 frames
     frames = render_bounce(every3, fps, size, 4.0)
     r = contact_time_metrics(frames, true, fps)
     assert r["num_detected"] == every3.size
@@ -203,13 +204,13 @@ def test_contact_static_noisy_and_blank_clips_have_no_contacts():
 
 def test_contact_time_convention_and_tolerance():
     fps = 10
-    frames = render_bounce([1.25], fps, 32, 3.0)  # exactly at the centre of frame 12
+    frames = render_bounce([1.225], fps, 32, 3.0)  # exactly at frame 12's instant, (12 + 1/4) / 10
     assert detect_contacts(frames, fps).tolist() == [12]
     s = contact_signal(frames)
     assert s.shape == (30,) and int(np.argmax(s)) == 12 and s.min() == 0.0
-    assert contact_time_metrics(frames, [1.25 + 0.1], fps)["hits"] == 1  # default tol 0.1 s
-    assert contact_time_metrics(frames, [1.25 + 0.12], fps)["hits"] == 0
-    assert contact_time_metrics(frames, [1.25 + 0.12], fps, tolerance=0.15)["hits"] == 1
+    assert contact_time_metrics(frames, [1.225 + 0.1], fps)["hits"] == 1  # default tol 0.1 s
+    assert contact_time_metrics(frames, [1.225 + 0.12], fps)["hits"] == 0
+    assert contact_time_metrics(frames, [1.225 + 0.12], fps, tolerance=0.15)["hits"] == 1
     r = contact_time_metrics(frames, [], fps)
     assert (r["accuracy"], r["precision"], r["num_true"], r["num_detected"]) == (0.0, 0.0, 0, 1)
     # One-to-one matching: two true impacts cannot share one detection.

@@ -20,6 +20,7 @@ from .data.synthetic_v2 import SynthHitsV2Config, generate_clip_v2
 from .evaluation import load_pipelines, shipped_models_dir, to_uint8_frames, vocoder_name
 from .metrics import contact_signal, contact_time_metrics, onset_metrics
 from .utils.media_io import write_video
+from .utils.video_ops import frame_time
 
 VIEW_SCALE = 8  # generated frames are upscaled (nearest) for viewing; metrics use the model's frames
 DEMO_FPS = 25.0  # a native rate other than the models' 12 fps
@@ -44,7 +45,7 @@ def plot_alignment(path: str, clip: dict, v2a_audio, sample_rate, v2a_onsets, a2
     axes[0].plot(t, v2a_audio, lw=0.4, color="0.35")
     axes[0].set_title("V2A: generated audio (red: detected onsets) vs the video's impacts (green)", fontsize=9)
     signal = contact_signal(a2v_frames)
-    axes[1].plot((np.arange(len(signal)) + 0.5) / fps, signal, "o-", color="0.35", ms=3)
+    axes[1].plot(frame_time(np.arange(len(signal)), fps), signal, "o-", color="0.35", ms=3)
     axes[1].set_title("A2V: generated object's contact with the surface (red: detected contacts) vs the audio's impacts (green)",
                       fontsize=9)
     for ax, detected in ((axes[0], v2a_onsets), (axes[1], a2v_events)):

@@ -16,8 +16,10 @@ import numpy as np
 # the dataset's messages, under the logger name they always had
 logger = logging.getLogger("av_link.data.dataset")
 
-# Bump when the decoded/resampled content of a cache entry would change for the same settings.
+# Bump a kind's version when the decoded/resampled content of its entries would change for the same settings.
+# video 2: the frame-time convention moved from half to a quarter period after a frame's stamp (utils.video_ops).
 CACHE_VERSION = 1
+KIND_VERSIONS = {"video": 2}
 PROBE_CACHE_NAME = "probe_cache.json"
 
 
@@ -47,7 +49,7 @@ def entry_path(cache_dir: Optional[str], kind: str, source: str, settings: Dict[
     """Where `source` converted with `settings` is cached (``None`` without a cache)."""
     if cache_dir is None:
         return None
-    key = digest(dict(kind=kind, version=CACHE_VERSION, file=file_key(source), settings=settings))
+    key = digest(dict(kind=kind, version=KIND_VERSIONS.get(kind, CACHE_VERSION), file=file_key(source), settings=settings))
     return os.path.join(cache_dir, f"{kind}-{key}.safetensors")
 
 

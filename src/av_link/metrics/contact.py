@@ -34,11 +34,11 @@ Gaming: a whole-frame flash every few frames lights the band, so each flash is a
 no true impact behind it: precision and F1 drop. So does an object bouncing more often than the
 audio says. A static clip (even an object resting on the surface throughout) has none.
 
-Matching: frame ``k`` is taken to cover ``[k / fps, (k + 1) / fps)``, so a detection in frame
-``k`` is at ``(k + 0.5) / fps``; it hits a true impact at ``t`` when
-``|(k + 0.5) / fps - t| <= tolerance`` (default ``max(0.1, 1 / fps)`` seconds; frames sampled
-at ``k / fps``, as SynthHits renders them with a closed shutter, are then read half a frame
-late, and the frame nearest an impact is still within one frame). Matching is
+Matching: a detection in frame ``k`` is at the instant its picture shows,
+``frame_time(k, fps) = (k + 0.25) / fps`` (the package's frame-time convention, that of the
+pipelines' frame-rate conversion: :mod:`av_link.utils.video_ops`); it hits a true impact at ``t``
+when ``|frame_time(k, fps) - t| <= tolerance`` (default ``max(0.1, 1 / fps)`` seconds, so the
+frame nearest an impact is within tolerance whatever the shutter). Matching is
 one-to-one and maximises the hits (Hungarian assignment, shared with
 :mod:`av_link.metrics.event_time`). ``accuracy = hits / #true`` (0.0 with no true impacts),
 ``precision = hits / #detections`` (0.0 with none), ``f1`` their harmonic mean (0.0 when both
@@ -52,6 +52,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ..utils.synthhits_layout import surface_rows
+from ..utils.video_ops import frame_time
 from ._common import check_rate, times_array, video_frames_uint8
 from .event_time import _max_matching
 
@@ -106,7 +107,7 @@ def detect_contacts(frames, fps: float, rows: Optional[Tuple[int, int]] = None,
                     rel: float = 0.03, k: float = 5.0, release: float = 0.5,
                     edge_rel: float = 0.5) -> np.ndarray:
     """Frame indices of detected contacts (see the module docstring); a contact in frame ``k``
-    is at time ``(k + 0.5) / fps``."""
+    is at time ``frame_time(k, fps)``."""
     check_rate(fps, "fps")
     for name, value in (("min_level", min_level), ("rel", rel), ("k", k)):
         if not value >= 0:
@@ -147,7 +148,7 @@ def contact_time_metrics(frames, event_times, fps: float, tolerance: Optional[fl
 
     Returns:
         dict with ``accuracy`` (recall), ``precision``, ``f1``, ``hits``, ``num_true``,
-        ``num_detected``, ``detected_frames`` and ``detected_times`` (``(k + 0.5) / fps``).
+        ``num_detected``, ``detected_frames`` and ``detected_times`` (``frame_time(k, fps)``).
     """
     fps = check_rate(fps, "fps")
     tol = max(0.1, 1.0 / fps) if tolerance is None else float(tolerance)
@@ -155,7 +156,7 @@ def contact_time_metrics(frames, event_times, fps: float, tolerance: Optional[fl
         raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
     true_times = times_array(event_times, "event_times")
     det = detect_contacts(frames, fps, **detector_kwargs)
-    det_times = (det + 0.5) / fps
+    det_times = frame_time(det, fps)
     hits = _max_matching(true_times, det_times, tol)
     accuracy = hits / true_times.size if true_times.size else 0.0
     precision = hits / det.size if det.size else 0.0

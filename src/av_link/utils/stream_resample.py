@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .media_io import resample_audio
-from .video_ops import exposure_overlap, model_frame_count
+from .video_ops import exposure_overlap, frame_at, frame_interval, model_frame_count
 
 
 class BoxFilterStream:
@@ -35,6 +35,7 @@ class BoxFilterStream:
         self.num_input = 0
         self.num_output = 0
         self._open: dict = {}  # model frame k -> [float64 weighted sum, summed overlap]
+        self._last = None  # the last input frame: what a model frame past the input's last interval holds
 
     def _release(self, k: int) -> torch.Tensor:
         total, weight = self._open.pop(k)
@@ -45,17 +46,18 @@ class BoxFilterStream:
         for frame in frames:
             j = self.num_input
             self.num_input += 1
-            lo, hi = j / self.fps, (j + 1) / self.fps
-            k = math.floor(lo * self.target_fps)
-            while k / self.target_fps < hi:
-                overlap = float(exposure_overlap(k / self.target_fps, (k + 1) / self.target_fps, j, self.fps))
+            self._last = frame
+            lo, hi = frame_interval(j, self.fps)
+            k = max(0, int(frame_at(lo, self.target_fps)))
+            while frame_interval(k, self.target_fps)[0] < hi:
+                overlap = float(exposure_overlap(*frame_interval(k, self.target_fps), j, self.fps))
                 if overlap > 0:
                     entry = self._open.setdefault(k, [torch.zeros(frame.shape, dtype=torch.float64), 0.0])
                     entry[0].add_(frame, alpha=overlap)
                     entry[1] += overlap
                 k += 1
             # a model frame is final once the input has passed its end
-            while self.num_output in self._open and (self.num_output + 1) / self.target_fps <= hi:
+            while self.num_output in self._open and frame_interval(self.num_output, self.target_fps)[1] <= hi:
                 done.append(self._release(self.num_output))
                 self.num_output += 1
         return done
@@ -63,7 +65,7 @@ class BoxFilterStream:
     def finish(self) -> List[torch.Tensor]:
         """The remaining model frames (raises ``ValueError`` for an input shorter than one model frame)."""
         total = model_frame_count(self.num_input, self.fps, self.target_fps)
-        done = [self._release(k) for k in range(self.num_output, total)]
+        done = [self._release(k) if k in self._open else self._last.float().clamp(0, 1) for k in range(self.num_output, total)]
         self.num_output = total
         self._open.clear()
         return done

@@ -1,13 +1,23 @@
 """Frame-rate and resolution conversion shared by the pipelines' input handling and the training dataset.
 
-Time: an exposure-weighted box filter. Frame ``j`` of a video at ``fps`` is taken to cover the interval
-``[j, j + 1) / fps``, and a model frame ``k`` at ``target_fps`` (covering ``[k, k + 1) / target_fps``) is the
-average of the input frames weighted by how much of its interval each covers. Every instant of the input
-lands in exactly one model frame, so no event is lost whatever the two rates: nearest-frame picking at a
-lower rate drops the frames in between, and with them a short event (v1's one-frame flash). Going down,
-the filter is the motion blur of a camera whose shutter stays open for the whole model frame; the pictures
-then look alike from any source rate (a sharp 8 fps source differs from a blurred 30 fps one by a blur of
-at most one source frame). Going up, each model frame blends the at most two input frames it overlaps.
+Time: an exposure-weighted box filter. Frame ``j`` of a video at ``fps`` is taken to cover one frame period,
+``frame_interval(j, fps)``, centred on where its picture sits in time, and a model frame ``k`` at ``target_fps``
+(covering ``frame_interval(k, target_fps)``) is the average of the input frames weighted by how much of its
+interval each covers. Every instant of the input lands in exactly one model frame, so no event is lost whatever
+the two rates: nearest-frame picking at a lower rate drops the frames in between, and with them a short event
+(v1's one-frame flash). Going down, the filter is the motion blur of a camera whose shutter stays open for the
+whole model frame; the pictures then look alike from any source rate (a sharp 8 fps source differs from a
+blurred 30 fps one by a blur of at most one source frame). Going up, each model frame blends the at most two
+input frames it overlaps.
+
+Where a frame's picture sits: a frame stamped ``j / fps`` shows the light of an exposure that starts at the
+stamp and lasts a fraction of the frame period (half of it for the common 180-degree shutter). Its picture is
+centred ``FRAME_CENTRE = 0.25`` of a period after the stamp, and the interval a frame covers is the period
+centred there, ``[j - 0.25, j + 0.75) / fps``. Taking ``[j, j + 1) / fps`` instead (the convention before) put
+every picture half a period late, an error that grows as the source rate falls: 62 ms at 8 fps against 17 ms at
+30 fps. A model trained on clips of every rate cannot learn that away, and the SynthHits v2 V2A model timed
+its sounds 74 ms late from 8 fps sources (docs/synthhits.md). With the centre at a quarter period, the error is
+``(0.25 - shutter / 2) / fps``: zero for a 180-degree shutter, at most a quarter period for any other.
 """
 
 import math
@@ -28,22 +38,44 @@ def model_frame_count(num_frames: int, fps: float, target_fps: float) -> int:
     return out_frames
 
 
+FRAME_CENTRE = 0.25  # where frame j's picture sits, in frame periods after its stamp j / fps (see above)
+
+
+def frame_time(j, fps: float):
+    """The instant frame ``j``'s picture shows: ``(j + FRAME_CENTRE) / fps`` seconds."""
+    return (j + FRAME_CENTRE) / fps
+
+
+def frame_interval(j, fps: float):
+    """``(start, end)`` seconds of the frame period frame ``j`` stands for, centred on :func:`frame_time`."""
+    return (j + FRAME_CENTRE - 0.5) / fps, (j + FRAME_CENTRE + 0.5) / fps
+
+
+def frame_at(seconds, fps: float):
+    """Index of the frame whose interval holds ``seconds`` (the inverse of :func:`frame_interval`)."""
+    return np.floor(np.asarray(seconds) * fps - FRAME_CENTRE + 0.5).astype(np.int64)
+
+
 def exposure_overlap(start, end, j, fps: float):
-    """Seconds of input frame ``j`` (covering ``[j, j + 1) / fps``) inside ``[start, end)``; never negative."""
-    return np.clip(np.minimum(end, (j + 1) / fps) - np.maximum(start, j / fps), 0.0, None)
+    """Seconds of input frame ``j`` (covering ``frame_interval(j, fps)``) inside ``[start, end)``; never negative."""
+    lo, hi = frame_interval(j, fps)
+    return np.clip(np.minimum(end, hi) - np.maximum(start, lo), 0.0, None)
 
 
 def exposure_weights(num_frames: int, fps: float, target_fps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Banded weights of the box filter: ``(index, weight)``, both ``(out_frames, K)``; output frame ``k`` is
     ``sum_i weight[k, i] * input[index[k, i]]`` with rows summing to 1 (padding has weight 0)."""
     out_frames = model_frame_count(num_frames, fps, target_fps)
-    k = np.arange(out_frames, dtype=np.float64)[:, None]
-    start, end = k / target_fps, (k + 1) / target_fps
+    start, end = frame_interval(np.arange(out_frames, dtype=np.float64)[:, None], target_fps)
     width = int(math.ceil(fps / target_fps)) + 1  # input frames one output interval can touch
-    j = np.floor(start * fps).astype(np.int64) + np.arange(width)[None, :]
+    j = frame_at(start, fps) + np.arange(width)[None, :]
     overlap = exposure_overlap(start, end, j, fps)
     overlap[(j < 0) | (j >= num_frames)] = 0.0
-    weight = overlap / overlap.sum(axis=1, keepdims=True)  # > 0: the last output starts before the input ends
+    # Going up by more than 3x, the last output can start after the input's last interval ends: it holds that
+    # last frame, the nearest one (the first output always overlaps the first input frame).
+    uncovered = overlap.sum(axis=1) == 0
+    j[uncovered, 0], overlap[uncovered, 0] = num_frames - 1, 1.0
+    weight = overlap / overlap.sum(axis=1, keepdims=True)
     return torch.from_numpy(np.clip(j, 0, num_frames - 1)), torch.from_numpy(weight).float()
 
 
