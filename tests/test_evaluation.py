@@ -3,13 +3,14 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
 from av_link.cli import main
 from av_link.data.synthetic import make_synthetic_dataset
 from av_link.data.synthetic_v2 import SynthHitsV2Config, make_synthhits_v2_dataset
-from av_link.evaluation import format_table, load_clips, load_pipelines, run_synthhits, shipped_models_dir
+from av_link.evaluation import format_table, load_clips, load_pipelines, run_synthhits, shipped_models_dir, through_audio_path
 from av_link.utils.media_io import read_audio, read_video
 from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
@@ -33,7 +34,7 @@ def test_benchmark_scores_every_method(models, heldout, tmp_path):
     result = run_synthhits(str(models), str(heldout), str(tmp_path), progress=False)
     summary = result["summary"]
     assert set(summary) == {"V2A", "V2A (empty prompts)", "text-only audio", "A2V", "text-only video", "ground-truth audio",
-                            "ground-truth video", "periodic clicks", "silence", "periodic flashes"}
+                            "ground-truth audio (vocoded)", "ground-truth video", "periodic clicks", "silence", "periodic flashes"}
     # The ground truth is what the metrics were built to recognise; the shortcuts are what they must reject.
     gt_audio, gt_video = summary["ground-truth audio"], summary["ground-truth video"]
     assert gt_audio["onset_acc"] == gt_audio["onset_precision"] == gt_audio["kind_acc"] == 1.0
@@ -44,12 +45,13 @@ def test_benchmark_scores_every_method(models, heldout, tmp_path):
     for method in ("V2A", "text-only audio", "V2A (empty prompts)"):
         assert 0.0 <= summary[method]["onset_acc"] <= 1.0 and 0.0 <= summary[method]["onset_f1"] <= 1.0
     assert 0.0 <= summary["V2A (empty prompts)"]["kind_acc"] <= 1.0
+    assert 0.0 <= summary["ground-truth audio (vocoded)"]["kind_acc"] <= 1.0
     assert set(result["by_fps"]) == {25.0, 8.0} and result["by_fps"][8.0]["V2A"]["clips"] == 1
     report = json.loads((tmp_path / "synthhits.json").read_text())
     assert report["clips"] == 2 and len(report["per_clip"]) == 2 and report["summary"] == summary
     assert (tmp_path / "synthhits.png").stat().st_size > 1000
     table = (tmp_path / "synthhits.md").read_text()
-    assert "| V2A |" in table and "| 25 fps (1 clips) |" in table and format_table(summary).count("\n") == 11
+    assert "| V2A |" in table and "| 25 fps (1 clips) |" in table and format_table(summary).count("\n") == 12
 
 
 def test_v1_folders_are_scored_with_the_flash_detector(models, tmp_path):
@@ -121,3 +123,10 @@ def test_the_shipped_students_align_events_in_eight_steps(tmp_path, capsys):
     assert (v2a.config.num_inference_steps, v2a.config.guidance_scale) == (8, 1.0)
     with pytest.raises(SystemExit, match="--fast picks the shipped students"):
         main(["demo", "--fast", "--model", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
+def test_the_audio_path_round_trip_keeps_length_and_rate(models):
+    pipe = AVLinkV2APipeline.from_pretrained(str(models / "v2a"))
+    wave = np.random.default_rng(0).standard_normal(16000 * 3 // 2).astype(np.float32) * 0.1
+    out, rate = through_audio_path(pipe, wave, 16000)
+    assert rate == pipe.sample_rate and out.shape == (round(1.5 * rate),) and np.isfinite(out).all()

@@ -31,7 +31,7 @@ from .metrics import contact_time_metrics, event_time_accuracy, onset_metrics
 from .metrics.kind import SoundKindClassifier
 from .pipelines import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from .pipelines.folders import FUSED_LORA, read_index
-from .utils.media_io import read_audio, read_video, to_mono
+from .utils.media_io import read_audio, read_video, resample_audio, to_mono
 
 KIND_CLASSIFIER_SEED = 30_000_000  # ground-truth clips for the kind classifier: no split uses this seed
 CLICK_PERIOD = 0.15  # seconds: the periodic-click shortcut
@@ -125,6 +125,15 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
 
 
+@torch.no_grad()
+def through_audio_path(pipe, wave: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """`wave` encoded to the pipeline's audio space and decoded again (mel and vocoder, or the VAE): the ceiling of
+    what any generator behind that audio path can sound like."""
+    family = pipe.family("audio")
+    mono = torch.from_numpy(resample_audio(np.asarray(wave, np.float32), sample_rate, family.sample_rate))[None]
+    return family.postprocess(family.encode(mono), "np", [len(wave) / sample_rate])[0], family.sample_rate
+
+
 def periodic_clicks(seconds: float, sample_rate: int, period: float = CLICK_PERIOD) -> np.ndarray:
     """The recall shortcut: a short decaying click every `period` seconds."""
     wave = np.zeros(int(round(seconds * sample_rate)), np.float32)
@@ -201,6 +210,7 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
                 row[name] = _video_scores(to_uint8_frames(out.frames[0]), out.fps, clip)
         if v2a is not None:
             audio_row("ground-truth audio", wave, sr, classifier=classifier if kinds else None)
+            audio_row("ground-truth audio (vocoded)", *through_audio_path(v2a, wave, sr), classifier=classifier if kinds else None)
             audio_row("periodic clicks", periodic_clicks(seconds, sr), sr)
             with warnings.catch_warnings():  # the warning about silent output is meant for generated audio
                 warnings.simplefilter("ignore", UserWarning)
