@@ -107,6 +107,17 @@ def test_batched_windows_equal_the_sequential_loop(direction, seconds, num_windo
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=f"{rows_per_pass} rows per pass")
 
 
+def test_the_default_budget_is_per_device():
+    from av_link.pipelines.pipeline_av_link_base import CPU_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS, batch_token_budget
+
+    assert tiny_pipeline(AVLinkV2APipeline).config.max_batch_tokens is None
+    assert batch_token_budget(None, torch.device("cpu")) == CPU_MAX_BATCH_TOKENS < DEFAULT_MAX_BATCH_TOKENS
+    assert batch_token_budget(None, torch.device("cuda", 0)) == DEFAULT_MAX_BATCH_TOKENS
+    assert batch_token_budget(4096, torch.device("cuda", 0)) == 4096
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        pipe_for("v2a").register_sampling_config(64, 5.0, 2.0, None, 64, max_batch_tokens=0)
+
+
 def test_uneven_passes():
     assert [len(p) for p in batch_rows(3, 2, 10, 40)] == [4, 2]
     assert batch_rows(2, 1, 10, 5) == [((0, 0),), ((1, 0),)]  # a row larger than the budget still runs, alone

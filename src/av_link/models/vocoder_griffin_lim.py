@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (the diffusers loader looks this name up here)
 
+from ..utils.chunked_vocoding import chunk_sizes, vocode_in_chunks
 from .audio_frontend import ConfigOnlyModelMixin, slaney_mel_filterbank, validate_spectrogram_input
 
 
@@ -116,13 +117,20 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
 
     def griffin_lim(self, magnitude: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """STFT magnitudes `(B, F, T)` framed like `AVLinkMelSpectrogram` -> waveform `(B, T * hop_length)`."""
-        c = self.config
-        batch, _, num_frames = magnitude.shape
-        envelope = self._envelope(num_frames)
         if generator is None:  # deterministic by default; pass a generator for varied phase initialisations
             generator = torch.Generator(device=magnitude.device).manual_seed(0)
+        return self._iterate(magnitude, self._random_angles(magnitude, generator))[0]
+
+    @staticmethod
+    def _random_angles(magnitude: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         phase = torch.rand(magnitude.shape, generator=generator, device=magnitude.device, dtype=magnitude.dtype)
-        angles = torch.polar(torch.ones_like(phase), 2 * torch.pi * phase)
+        return torch.polar(torch.ones_like(phase), 2 * torch.pi * phase)
+
+    def _iterate(self, magnitude: torch.Tensor, angles: torch.Tensor) -> tuple:
+        """Fast Griffin-Lim from unit-modulus `angles`: (waveform `(B, T * hop_length)`, the final angles)."""
+        c = self.config
+        num_frames = magnitude.shape[-1]
+        envelope = self._envelope(num_frames)
         beta = c.momentum / (1.0 + c.momentum)
         previous = torch.zeros_like(angles)
         for _ in range(c.n_iter):
@@ -133,7 +141,11 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
         y = self._istft(magnitude * angles, envelope)
         # Undo the analysis padding: frame t of the front end is centred on sample t * hop + hop / 2.
         pad = (c.n_fft - c.hop_length) // 2
-        return y[:, pad : pad + num_frames * c.hop_length]
+        return y[:, pad : pad + num_frames * c.hop_length], angles
+
+    # Long spectrograms are vocoded in chunks (memory flat in length); each chunk starts from the phase the
+    # previous one ended with on their overlap, so the two agree where they are cross-faded.
+    vocodes_in_chunks = True
 
     @torch.no_grad()
     def forward(self, spectrogram: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -144,7 +156,8 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
 
         Returns:
             `torch.Tensor`: waveform `(B, T * hop_length)` or `(T * hop_length,)`, computed in float32, returned in
-            the module's dtype.
+            the module's dtype. Spectrograms longer than about 10.8 s are vocoded in 10 s chunks
+            (`av_link.utils.chunked_vocoding`).
         """
         validate_spectrogram_input(spectrogram, "spectrogram", trailing_dims=2)
         if spectrogram.shape[-1] != self.config.n_mels:
@@ -157,5 +170,23 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
         if spectrogram.shape[1] == 0:
             raise ValueError("spectrogram has zero frames")
         mel = torch.exp(spectrogram.float()).transpose(1, 2)
-        waveform = self.to_output_dtype(self.griffin_lim(self.mel_to_magnitude(mel), generator=generator))
+        if generator is None:
+            generator = torch.Generator(device=mel.device).manual_seed(0)
+        carried = {}
+
+        def run(lo, hi):
+            magnitude = self.mel_to_magnitude(mel[..., lo:hi])
+            angles = self._random_angles(magnitude, generator)
+            if carried:  # the frames the previous chunk covered start from its final phase
+                start, previous = carried["start"], carried["angles"]
+                n = min(hi, start + previous.shape[-1]) - lo
+                if n > 0:
+                    angles[..., :n] = previous[..., lo - start:lo - start + n]
+            y, carried["angles"] = self._iterate(magnitude, angles)
+            carried["start"] = lo
+            return y
+
+        c = self.config
+        waveform = vocode_in_chunks(run, mel.shape[-1], c.hop_length, *chunk_sizes(c.sampling_rate / c.hop_length))
+        waveform = self.to_output_dtype(waveform.to(mel.device))
         return waveform if batched else waveform.squeeze(0)

@@ -6,6 +6,7 @@ import torch
 
 from ..models.transformer_audio import AVLinkAudioTransformer
 from ..models.transformer_video import AVLinkVideoTransformer
+from ..utils.chunked_vocoding import chunk_sizes, vocode_in_chunks
 from .families import AudioFamily, VideoFamily, backbone_family
 
 
@@ -71,8 +72,14 @@ class AVLinkAudioFamily(AVLinkTextMixin, AudioFamily):
         return self.frontend.normalize(self.frontend(waveform.to(self.frontend.device)))
 
     def decode(self, latents):
-        vocoder = self.pipe.vocoder
-        return vocoder(self.frontend.denormalize(latents.float()).to(vocoder.dtype))
+        vocoder, config = self.pipe.vocoder, self.frontend.config
+        mel = self.frontend.denormalize(latents.float()).to(vocoder.dtype)
+        if getattr(vocoder, "vocodes_in_chunks", False):  # Griffin-Lim: chunks itself, carrying its phase over
+            return vocoder(mel)
+        # neural vocoders: in chunks with context, so memory stays flat in the output's length
+        as_rows = lambda w: w[None] if w.ndim == 1 else w  # noqa: E731
+        return vocode_in_chunks(lambda lo, hi: as_rows(vocoder(mel[:, lo:hi])), mel.shape[1], config.hop_length,
+                                *chunk_sizes(config.sample_rate / config.hop_length))
 
     def conditioning_padding(self, signal, shape):
         return self.frontend.normalize(torch.full(shape, self.frontend.silence_level)).to(signal)

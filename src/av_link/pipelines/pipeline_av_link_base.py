@@ -36,6 +36,17 @@ OUTPUT_TYPES = {"audio": ("np", "pt", "latent"), "video": ("np", "pt", "pil", "l
 # memory grows with it (about tokens x MLP width x bytes per value for the largest intermediate; at paper scale
 # 2**17 tokens is ~1 GB in bf16). 2**17 batches ~7 windows per V2A pass and ~3 per A2V pass at paper scale.
 DEFAULT_MAX_BATCH_TOKENS = 2**17
+# On a CPU, smaller passes are both faster (they stay in cache) and flat in memory: with the tiny SynthHits V2A
+# model, 2**13 tokens ran a 55 s input in 145 s / 883 MB against 160 s / 970 MB with 2**17, and a 5-minute input
+# peaked at ~0.7 GB while sampling against 2.9 GB (benchmarks/long_inputs.py, one thread).
+CPU_MAX_BATCH_TOKENS = 2**13
+
+
+def batch_token_budget(max_batch_tokens: int | None, device: torch.device) -> int:
+    """The tokens of one batched pass: the configured number, or by default (None) one for the device's kind."""
+    if max_batch_tokens is not None:
+        return max_batch_tokens
+    return CPU_MAX_BATCH_TOKENS if torch.device(device).type == "cpu" else DEFAULT_MAX_BATCH_TOKENS
 
 
 def take(x: torch.Tensor, modality: str, window: Window) -> torch.Tensor:
@@ -79,12 +90,13 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
     _callback_tensor_inputs = ["latents", *TEXT_INPUTS]
 
     def register_sampling_config(self, num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds,
-                                 max_sequence_length, max_batch_tokens=DEFAULT_MAX_BATCH_TOKENS, **extra):
+                                 max_sequence_length, max_batch_tokens=None, **extra):
         """Store the sampling defaults in the pipeline config (model_index.json); the overlap of long-input
         windows defaults to a quarter of the clip, at most 1 s. `max_batch_tokens` bounds one batched forward
-        pass of windows and guidance branches (see `DEFAULT_MAX_BATCH_TOKENS`); a pass holds at least one row."""
-        if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}")
+        pass of windows and guidance branches; None (the default) picks it per device (`batch_token_budget`); a
+        pass holds at least one row."""
+        if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
+            raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
         if window_overlap_seconds is None:
             window_overlap_seconds = min(1.0, clip_seconds / 4)
         if clip_seconds <= 0 or not 0 <= window_overlap_seconds < clip_seconds:
@@ -305,7 +317,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         norm = torch.zeros((1, *latents.shape[1:]), device=latents.device, dtype=torch.float32)
         for window, w in zip(windows, weights):
             take(norm, modality, window).add_(w)
-        max_tokens = self.config.get("max_batch_tokens", DEFAULT_MAX_BATCH_TOKENS)
+        max_tokens = batch_token_budget(self.config.get("max_batch_tokens"), latents.device)
         passes = batch_rows(len(windows), latents.shape[0], tokens_per_row, max_tokens)
         timesteps = set_scheduler_timesteps(self.scheduler, num_inference_steps, sigmas, latents.device)
         num_train_timesteps = self.scheduler.config.get("num_train_timesteps", 1000)

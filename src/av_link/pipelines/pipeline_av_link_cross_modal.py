@@ -8,7 +8,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..models.joint import embed_prefix, joint_forward
 from ..schedulers.flow_time import noisy_sample
 from .inputs import split_inputs
-from .pipeline_av_link_base import AXIS, DEFAULT_MAX_BATCH_TOKENS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
+from .pipeline_av_link_base import AXIS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
 from .windows import extent
 
 # Components beside the backbones, adapter and scheduler; each modality's family says which it needs: av-link's own
@@ -52,7 +52,8 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     Inputs longer than `clip_seconds` are sampled in windows overlapping by `window_overlap_seconds`
     (:mod:`av_link.pipelines.windows`). At every step the windows of all inputs and both guidance branches run
     as batched forward passes of at most `max_batch_tokens` tokens (config; lower it to bound peak memory,
-    raise it for throughput): the result equals running them one by one.
+    raise it for throughput; the default, None, takes 2**13 on a CPU and 2**17 on an accelerator): the result
+    equals running them one by one.
 
     The backbones may be av-link's own (mel and pixels) or diffusers' Wan and LongCat-AudioDiT, which run in their
     VAEs' latent spaces (`from_backbones` builds such a pipeline from their diffusers pipelines): the conditioning
@@ -95,7 +96,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         clip_seconds: float = 5.16,
         window_overlap_seconds: float | None = None,
         max_sequence_length: int = 128,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_tokens: int | None = None,
         sigmas: list[float] | None = None,
         video_fps: float | None = None,
         base_models: dict | None = None,

@@ -1,6 +1,6 @@
 """Text-to-audio with the frozen audio backbone alone."""
 
-from .pipeline_av_link_base import DEFAULT_MAX_BATCH_TOKENS, passed_on
+from .pipeline_av_link_base import passed_on
 from .pipeline_av_link_text_to_signal import CALL_ARGUMENTS, AVLinkTextToSignalPipeline
 
 
@@ -14,7 +14,7 @@ class AVLinkTextToAudioPipeline(AVLinkTextToSignalPipeline):
     def __init__(self, audio_transformer, scheduler, text_encoder, tokenizer, audio_frontend, vocoder,
                  num_inference_steps: int = 64, guidance_scale: float = 5.0, clip_seconds: float = 5.16,
                  window_overlap_seconds: float | None = None, max_sequence_length: int = 128,
-                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+                 max_batch_tokens: int | None = None):
         super().__init__()
         self.register_modules(audio_transformer=audio_transformer, scheduler=scheduler, text_encoder=text_encoder,
                               tokenizer=tokenizer, audio_frontend=audio_frontend, vocoder=vocoder)
