@@ -68,7 +68,8 @@ def test_attention_matches_the_pre_refactor_implementation():
     ]
     with torch.no_grad():
         for new, old in cases:
-            torch.testing.assert_close(attn(x, **new), legacy_attention(attn, x, **old), rtol=0, atol=1e-6)
+            # rtol: a 4D bias takes the CPU flash kernel, which sums in another order (float32 rounding)
+            torch.testing.assert_close(attn(x, **new), legacy_attention(attn, x, **old), rtol=1e-6, atol=1e-6)
 
 
 def test_parameter_names_are_unchanged_and_shipped_checkpoints_load_strictly():

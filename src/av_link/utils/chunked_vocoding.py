@@ -4,7 +4,7 @@ A vocoder run on a whole 5-minute mel holds several full-length STFT-sized tenso
 keeps its complex spectrum, angles and rebuilt signal: 1.5 GB at 5 minutes), while the generated mel itself
 is a few MB. Chunks of `chunk` frames are vocoded with `context` frames of mel on each side, the context is
 cut off, and neighbouring chunks are cross-faded over `fade` frames around their shared edge (the two
-ramps sum to one).
+ramps sum to one). The chunks split the mel evenly, each about `chunk` frames.
 
 - A convolutional vocoder (HiFi-GAN) sees the same receptive field as on the whole mel wherever the
   context covers it, so its chunked output equals the whole-mel output (tested).
@@ -37,9 +37,10 @@ def vocode_in_chunks(run: Callable[[int, int], torch.Tensor], total: int, hop_le
     if total <= chunk + 2 * context:
         return run(0, total)
     half = fade * hop_length // 2
+    count = max(1, round(total / chunk))  # chunks of equal length (0.67x to 1.5x `chunk`): no stub at the end
+    bounds = [round(i * total / count) for i in range(count + 1)]
     out = None
-    for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
         lo, hi = max(0, start - context), min(total, stop + context)
         wave = run(lo, hi).float().cpu()
         if out is None:
