@@ -2,13 +2,14 @@
 # Train the whole AV-Link stack on SynthHits v2 on a CPU, in resumable stages:
 #   bash examples/synthhits_v2_train.sh WORK_DIR            # everything: data, then t2a | t2v, then v2a | a2v
 #   bash examples/synthhits_v2_train.sh WORK_DIR t2v v2a    # only these stages, one after the other
-# Stages: data t2a t2v v2a a2v. A stage whose pipeline folder is complete is skipped; otherwise it resumes
-# from its latest checkpoint (every 250 steps), so rerunning the same command after an interruption picks
-# up where it stopped. Without stage names, the two backbones train side by side and then the two Fusion
-# Block sets, one CPU thread each (the pairs are independent; on 2 cores this halves the wall time, and
-# single-threaded runs slow down gracefully when something else needs the CPU, where 2 threads per process
-# thrash). Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default 6000), T2V_STEPS (3000),
-# V2A_STEPS (2000) and A2V_STEPS (1500).
+# Stages: data t2a t2v v2a a2v v2a_ft a2v_ft. A stage whose pipeline folder is complete is skipped; otherwise
+# it resumes from its latest checkpoint (every 250 steps), so rerunning the same command after an interruption
+# picks up where it stopped. Without stage names, the two backbones train side by side and then the two
+# Fusion Block sets, each followed by its fine-tune, one CPU thread per lane (the lanes are independent; on 2
+# cores this halves the wall time, and single-threaded runs slow down gracefully when something else needs the
+# CPU, where 2 threads per process thrash). Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default
+# 6000), T2V_STEPS (3000), V2A_STEPS (2000), A2V_STEPS (1500), V2A_FT_STEPS (600), A2V_FT_STEPS (400). The
+# shipped models are WORK_DIR/v2a_ft and WORK_DIR/a2v_ft.
 #
 # Model choices: video at 12 fps, 16x16 px, 4x4 patches (16 tokens per frame). 12 fps puts 2.4 frames
 # between the closest impacts of the OOD split (0.2 s) and keeps every instant within 42 ms of a frame
@@ -19,6 +20,10 @@
 # times, where nothing but the conditioning input can place the events (at the package default of -1 the
 # blocks learned to help the audio model's prior and ignored when the motion happened); a learned per-head
 # time-distance bias on the blocks' attention logits ("time_bias"); learning rate 1e-3.
+#
+# Fine-tunes (v2a_ft, a2v_ft: lr 3e-4 from the stage before): V2A lists the 8 fps clips three times
+# (--repeat_fps 8=3; 8 fps is the rate furthest below the model's 12, where an impact is seen in fewest frames)
+# and drops the video caption 60% of the time (it must not carry what the motion shows).
 set -euo pipefail
 WORK=${1:?usage: synthhits_v2_train.sh WORK_DIR [data|t2a|t2v|v2a|a2v ...]}
 shift
@@ -26,6 +31,8 @@ T2A_STEPS=${T2A_STEPS:-6000}
 T2V_STEPS=${T2V_STEPS:-3000}
 V2A_STEPS=${V2A_STEPS:-2000}
 A2V_STEPS=${A2V_STEPS:-1500}
+V2A_FT_STEPS=${V2A_FT_STEPS:-600}
+A2V_FT_STEPS=${A2V_FT_STEPS:-400}
 PY=${PYTHON:-python}
 mkdir -p "$WORK"
 COMMON=(--cache_dir "$WORK/cache" --clip_seconds 2.0 --train_batch_size 16 --lr_warmup_steps 200 --checkpointing_steps 250 --checkpoints_total_limit 1
@@ -54,17 +61,27 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
           --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$out" --preset tiny \
           --adapter_config '{"hidden_size": 128, "mlp_dim": 256, "num_blocks": 4, "time_embed_dim": 128, "time_bias": true}' \
           --logit_mean -2.0 --max_train_steps "$steps" --learning_rate 1e-3 "${COMMON[@]}" ;;
-    *) echo "unknown stage $1 (data, t2a, t2v, v2a, a2v)" >&2; exit 2 ;;
+    v2a_ft|a2v_ft)
+      local task=${1%_ft} steps=$V2A_FT_STEPS extra=(--repeat_fps 8=3 --conditioning_text_dropout 0.6)
+      [ "$task" = a2v ] && steps=$A2V_FT_STEPS extra=()
+      /usr/bin/time -f "   $1 wall %e s" $PY examples/train_fusion.py --task "$task" --audio_model "$WORK/t2a" \
+          --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$out" --preset tiny --adapter_model "$WORK/$task" \
+          --logit_mean -2.0 --max_train_steps "$steps" --learning_rate 3e-4 "${extra[@]}" "${COMMON[@]}" --lr_warmup_steps 50 ;;
+    *) echo "unknown stage $1 (data, t2a, t2v, v2a, a2v, v2a_ft, a2v_ft)" >&2; exit 2 ;;
   esac
 }
 
-side_by_side() {  # side_by_side A B: two stages at once, one thread each; fails if either fails
-  OMP_NUM_THREADS=1 stage "$1" > "$WORK/$1.log" 2>&1 & local a=$!
-  OMP_NUM_THREADS=1 stage "$2" > "$WORK/$2.log" 2>&1 & local b=$!
+lane() {  # lane STAGE...: the stages one after the other, one thread, each logging to WORK_DIR/<stage>.log
+  for name in "$@"; do OMP_NUM_THREADS=1 stage "$name" > "$WORK/$name.log" 2>&1 || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }; done
+}
+
+side_by_side() {  # side_by_side "A [A2]" "B [B2]": two lanes at once; fails if either fails
+  lane $1 & local a=$!
+  lane $2 & local b=$!
   local status=0
-  wait $a || { echo "$1 failed: see $WORK/$1.log" >&2; status=1; }
-  wait $b || { echo "$2 failed: see $WORK/$2.log" >&2; status=1; }
-  tail -n 1 "$WORK/$1.log" "$WORK/$2.log"
+  wait $a || status=1
+  wait $b || status=1
+  for name in $1 $2; do tail -n 1 "$WORK/$name.log"; done
   return $status
 }
 
@@ -74,6 +91,6 @@ else
   SECONDS=0
   stage data
   side_by_side t2a t2v
-  side_by_side v2a a2v
+  side_by_side "v2a v2a_ft" "a2v a2v_ft"
   echo "whole stack: $SECONDS s"
 fi

@@ -82,7 +82,7 @@ def main(argv=None):
     dataset = AVClipDataset(
         args.data_dir, fps=model.config.frame_rate if args.modality == "video" else args.fps, height=args.height, width=args.width,
         mel_frontend=frontend, clip_seconds=args.clip_seconds, random_crop=True, modalities=(args.modality,),
-        cache_dir=args.cache_dir, seed=args.seed, return_waveform=False,
+        cache_dir=args.cache_dir, seed=args.seed, return_waveform=False, repeat_fps=args.repeat_fps,
     )
     encoder = FrozenTextEncoder(text_encoder, tokenizer).to(accelerator.device)
     cfg = ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std, generated_text_dropout=args.text_dropout)

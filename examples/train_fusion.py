@@ -99,7 +99,7 @@ def main(argv=None):
     dataset = AVClipDataset(
         args.data_dir, fps=video_model.config.frame_rate, height=t2v.config.height, width=t2v.config.width,
         mel_frontend=t2a.audio_frontend, clip_seconds=clip_seconds, random_crop=True, modalities=("audio", "video"),
-        cache_dir=args.cache_dir, seed=args.seed, return_waveform=False,
+        cache_dir=args.cache_dir, seed=args.seed, return_waveform=False, repeat_fps=args.repeat_fps,
     )
     encoder = FrozenTextEncoder(t2a.text_encoder, t2a.tokenizer).to(accelerator.device)
     cfg = ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std,

@@ -92,6 +92,23 @@ def _source(root, name):
     return _SOURCES[root, name]
 
 
+def test_repeat_fps_oversamples_clips_by_native_rate(messy, shared_cache):
+    root, _ = messy
+    base = AVClipDataset(root, **OPTS, cache_dir=shared_cache)
+    assert {c.source_fps for c in base.clips} == {FPS}
+    twice = AVClipDataset(root, **OPTS, cache_dir=shared_cache, repeat_fps={FPS: 2, 12.0: 5})
+    assert len(twice) == 10 and [c.file_name for c in twice.clips] == GOOD * 2
+    assert twice.summary.startswith("AVClipDataset: 5 clips usable (10 items with repeat_fps), skipped 8")
+    # the first pass is the plain dataset (same indices, same crops); a copy draws its own crops
+    assert torch.equal(twice[1]["mel"], base[1]["mel"]) and twice[6]["file_name"] == base[1]["file_name"]
+    starts = lambda ds, i: [ds._crop_start_frame(i, 8, epoch) for epoch in range(6)]  # noqa: E731
+    assert starts(twice, 1) == starts(base, 1) != starts(twice, 6)
+    assert len(AVClipDataset(root, **OPTS, cache_dir=shared_cache, repeat_fps={12: 3})) == 5  # no clip at 12 fps
+    for bad in ({8: 0}, {8: 1.5}, {-1: 2}, [8, 3]):
+        with pytest.raises(ValueError, match="repeat_fps"):
+            AVClipDataset(root, **OPTS, repeat_fps=bad)
+
+
 def test_scan_counts_summary_and_log(messy, caplog):
     root, _ = messy
     with caplog.at_level(logging.WARNING, logger="av_link.data.dataset"):

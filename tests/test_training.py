@@ -191,6 +191,17 @@ def test_bad_arguments_fail_before_training(backbones, data, tmp_path):
     wrong = fusion(backbones, data, tmp_path / "o3", "--adapter_config", '{"audio_dim": 32}', check=False)
     assert wrong.returncode != 0 and "expects audio_dim=32" in wrong.stderr
     assert not (tmp_path / "o3" / "checkpoint-1").exists()
+    bad_repeat = fusion(backbones, data, tmp_path / "o4", "--repeat_fps", "8:3", check=False)
+    assert bad_repeat.returncode != 0 and "expected RATE=COUNT" in bad_repeat.stderr
+
+
+def test_repeat_fps_argument():
+    from av_link.training.arguments import parse_repeat_fps
+
+    assert parse_repeat_fps("8=3") == {8.0: 3} and parse_repeat_fps("8=3, 23.976=2") == {8.0: 3, 23.976: 2}
+    for bad in ("8", "8=x", "0=2", "8=0", ""):
+        with pytest.raises(Exception, match="RATE=COUNT|counts >= 1"):
+            parse_repeat_fps(bad)
 
 
 def backbone_weights(path, side):

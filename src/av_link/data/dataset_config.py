@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class AVClipDatasetConfig:
         on_load_error: a clip that passed the scan but fails to decode later is logged and replaced by the next
             usable clip (``"replace"``, the default, so a long run does not die on one bad file) or raises.
         num_scan_workers: threads for the construction scan (each runs one ffmpeg process); ``None`` = up to 8.
+        repeat_fps: ``{source fps: n}`` lists each clip whose video's native rate is within 0.01 of a key ``n`` times
+            (the copies after all the clips, each with its own crops), e.g. ``{8: 3}`` to oversample the rate
+            whose conversion to the model's rate is hardest. ``None`` lists every clip once.
     """
 
     fps: float = 6.0
@@ -65,6 +68,7 @@ class AVClipDatasetConfig:
     time_keys: Tuple[str, ...] = ("event_times",)
     on_load_error: str = "replace"
     num_scan_workers: Optional[int] = None
+    repeat_fps: Optional[Dict[float, int]] = None
 
     def __post_init__(self):
         if isinstance(self.modalities, str):
@@ -101,4 +105,10 @@ class AVClipDatasetConfig:
             raise ValueError(f"length_tolerance must be >= 0, got {self.length_tolerance!r}")
         if self.num_scan_workers is not None and self.num_scan_workers < 1:
             raise ValueError(f"num_scan_workers must be >= 1 or None, got {self.num_scan_workers!r}")
+        if self.repeat_fps is not None:
+            if not isinstance(self.repeat_fps, dict) or not all(
+                    isinstance(k, (int, float)) and k > 0 and isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                    for k, v in self.repeat_fps.items()):
+                raise ValueError(f"repeat_fps must map source frame rates (> 0) to whole repeat counts (>= 1), got {self.repeat_fps!r}")
+            self.repeat_fps = {float(k): int(v) for k, v in self.repeat_fps.items()}
 

@@ -35,6 +35,7 @@ class Clip:
     video_path: Optional[str]
     audio_path: Optional[str]
     row: Dict[str, Any]
+    source_fps: Optional[float] = None  # the video's probed native frame rate
 
 
 class ClipLoadError(MediaError):
@@ -113,7 +114,7 @@ class ClipScanMixin:
                 self._skip("too short", shown, short)
                 continue
             collisions.update(k for k in row if k in RESERVED_KEYS and k not in ("audio_caption", "video_caption"))
-            self.clips.append(Clip(name, video_path, audio_path, dict(row)))
+            self.clips.append(Clip(name, video_path, audio_path, dict(row), (vinfo or {}).get("fps")))
 
         if collisions:
             logger.warning("AVClipDataset: metadata columns %s collide with item keys and are not copied into items", sorted(collisions))
@@ -121,6 +122,8 @@ class ClipScanMixin:
         if cfg.verify == "decode":
             self._verify_by_decoding()
 
+        # oversampled clips: extra copies after all the clips, so the first pass's indices (and crops) stay as they were
+        self.clips += [clip for clip in list(self.clips) for _ in range(self._repeats(clip.source_fps) - 1)]
         self.summary = self._summary()
         if self.skipped:
             examples = "; ".join(f"{name}: {self.skip_details[name]}" for names in self.skipped.values() for name in names[:2])
@@ -129,6 +132,13 @@ class ClipScanMixin:
             logger.info(self.summary)
         if not self.clips:
             raise ValueError(f"{self.summary}: no usable clips in {self.data_dir} (see dataset.skipped reasons above)")
+
+    def _repeats(self, fps: Optional[float]) -> int:
+        """How many times a clip whose video runs at `fps` is listed (`config.repeat_fps`)."""
+        for rate, n in (self.config.repeat_fps or {}).items():
+            if fps and abs(fps - rate) < 0.01:
+                return n
+        return 1
 
     def _too_short(self, vinfo, ainfo) -> Optional[str]:
         cfg = self.config
@@ -197,7 +207,9 @@ class ClipScanMixin:
 
     def _summary(self) -> str:
         total = sum(len(v) for v in self.skipped.values())
-        text = f"AVClipDataset: {len(self.clips)} clips usable, skipped {total}"
+        unique = len({id(clip) for clip in self.clips})
+        text = f"AVClipDataset: {unique} clips usable" + (f" ({len(self.clips)} items with repeat_fps)" if unique < len(self.clips) else "")
+        text += f", skipped {total}"
         if total:
             parts = [f"{len(self.skipped[r])} {r}" for r in REASONS if self.skipped.get(r)]
             text += f" ({', '.join(parts)})"

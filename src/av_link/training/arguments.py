@@ -8,6 +8,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     g.add_argument("--data_dir", required=True, help="folder of clips with metadata.jsonl (or .csv)")
     g.add_argument("--cache_dir", default=None, help="cache decoded clips here so later epochs skip decoding")
     g.add_argument("--clip_seconds", type=float, default=None, help="training window length (default: the model's)")
+    g.add_argument("--repeat_fps", default=None, type=parse_repeat_fps,
+                   help='list clips by their video\'s native rate N times, e.g. "8=3" or "8=3,12=2" (AVClipDatasetConfig.repeat_fps)')
     g.add_argument("--dataloader_num_workers", type=int, default=0)
     g = parser.add_argument_group("optimisation (defaults: the paper's AdamW settings)")
     g.add_argument("--output_dir", required=True)
@@ -35,6 +37,20 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     g.add_argument("--report_to", default="tensorboard", choices=["tensorboard", "none"])
     g.add_argument("--logging_steps", type=int, default=10)
     return parser
+
+
+def parse_repeat_fps(text: str) -> dict:
+    """'8=3,12=2' -> {8.0: 3, 12.0: 2}."""
+    import argparse
+
+    try:
+        pairs = [part.split("=") for part in text.split(",") if part.strip()]
+        out = {float(rate): int(n) for rate, n in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected RATE=COUNT[,RATE=COUNT...], e.g. 8=3, got {text!r}") from None
+    if not out or any(rate <= 0 or n < 1 for rate, n in out.items()):
+        raise argparse.ArgumentTypeError(f"rates must be > 0 and counts >= 1, got {text!r}")
+    return out
 
 
 def check_training_arguments(args) -> None:
