@@ -227,7 +227,9 @@ def training_inputs(pipe, batch: int) -> dict:
                 audio_text=audio_text, video_text=video_text, audio_text_mask=audio_mask)
 
 
-def measure_training(parts: dict, task: str, batch: int, use_ema: bool, scale: Scale = REAL) -> dict:
+def measure_training(parts: dict, task: str, batch: int, use_ema: bool, scale: Scale = REAL, more_batches=()) -> dict:
+    """Memory per GPU with and without gradient checkpointing and one step's FLOPs at `batch`; with checkpointing only,
+    the total memory at `more_batches`."""
     pipe = real_pipeline(AVLinkV2APipeline, parts, shift=1.0, scale=scale)
     backbones = [pipe.family(m).backbone for m in ("audio", "video")]
     inputs = training_inputs(pipe, batch)
@@ -235,6 +237,9 @@ def measure_training(parts: dict, task: str, batch: int, use_ema: bool, scale: S
     for checkpointing in (False, True):
         memory["checkpointing" if checkpointing else "no_checkpointing"] = estimate_training_memory(
             *backbones, pipe.fusion_adapter, **inputs, task=task, gradient_checkpointing=checkpointing, use_ema=use_ema).as_dict()
+    checkpointed_totals = {b: estimate_training_memory(*backbones, pipe.fusion_adapter, **training_inputs(pipe, b), task=task,
+                                                       gradient_checkpointing=True, use_ema=use_ema).total_bytes
+                           for b in more_batches}
 
     def step(checkpointing: bool):
         models = [*backbones, pipe.fusion_adapter]
@@ -250,7 +255,7 @@ def measure_training(parts: dict, task: str, batch: int, use_ema: bool, scale: S
             pipe.fusion_adapter.zero_grad(set_to_none=True)
 
     flops = {name: pf.count(lambda c=c: step(c))[0] for name, c in (("no_checkpointing", False), ("checkpointing", True))}
-    return dict(task=task, batch=batch, use_ema=use_ema, memory=memory, step_flops=flops)
+    return dict(task=task, batch=batch, use_ema=use_ema, memory=memory, step_flops=flops, checkpointed_totals=checkpointed_totals)
 
 
 def parameters(parts: dict) -> dict:
@@ -264,6 +269,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, nargs=2, default=[1, 2], metavar=("N1", "N2"))
     parser.add_argument("--guidance-scale", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=1, help="training batch per GPU")
+    parser.add_argument("--more-batches", type=int, nargs="*", default=[2, 4],
+                        help="further batches per GPU whose memory (with checkpointing) is estimated")
     parser.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation for the time estimates")
     parser.add_argument("--sample-steps", type=int, default=64, help="steps of one sample for the time estimate")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "open_backbones"))
@@ -279,14 +286,16 @@ def main(argv=None) -> dict:
         results["backbone_forward"] = {m: backbone_forward_flops(parts, m) for m in ("video", "audio")}
         for direction in ("v2a", "a2v"):
             results[direction] = measure_sampling(direction, parts, args.steps, args.guidance_scale)
-    results["training"] = measure_training(parts, "v2a", args.batch, use_ema=True)
+    results["training"] = {task: measure_training(parts, task, args.batch, use_ema=True, more_batches=args.more_batches)
+                           for task in ("v2a", "a2v")}
     seconds_per = lambda flops: flops / (args.mfu * H100_BF16_PEAK)  # noqa: E731
     for direction in ("v2a", "a2v"):
         r = results[direction]
         r["seconds_per_step"] = {k: seconds_per(v) for k, v in (("pipeline", r["pipeline"]["per_step"]),
                                                                  ("paper_faithful", r["paper_faithful"]["per_step"]))}
         r["seconds_per_sample"] = {k: v * args.sample_steps for k, v in r["seconds_per_step"].items()}
-    results["training"]["seconds_per_step"] = {k: seconds_per(v) for k, v in results["training"]["step_flops"].items()}
+    for t in results["training"].values():
+        t["seconds_per_step"] = {k: seconds_per(v) for k, v in t["step_flops"].items()}
     results["seconds"] = time.perf_counter() - start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

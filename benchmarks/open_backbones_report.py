@@ -58,29 +58,39 @@ def markdown(r: dict) -> str:
                 f"{_g(groups.get('audio backbone', 0))} | {_g(groups.get('fusion adapter', 0))} | "
                 f"{row['per_step'] / d['paper_faithful']['per_step']:.3f} | {d['seconds_per_step'][key]:.2f} | "
                 f"{d['seconds_per_sample'][key]:.0f} |")
-    t = r["training"]
+    for t in r["training"].values():
+        lines += _training(t)
     lines += [
+        "GiB = 2^30 bytes. Activations: bf16, attention as fused kernels keep it (no L x L matrix). Not included: CUDA "
+        "context and allocator slack (~1-3 GiB), text encoders and VAEs (training reads cached latents and text states), "
+        "communication buffers.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _training(t: dict) -> list[str]:
+    lines = [
         "",
         f"## Training memory per GPU ({t['task'].upper()}, batch {t['batch']}, EMA {'on' if t['use_ema'] else 'off'})",
         "",
-        "| | no checkpointing | gradient checkpointing |",
+        "| GiB | no checkpointing | gradient checkpointing |",
         "|---|---:|---:|",
     ]
     rows = (("frozen backbones, bf16", "frozen_weights"), ("adapter master weights, fp32", "trained_weights"),
             ("adapter gradients, fp32", "gradients"), ("AdamW states, fp32", "optimizer"), ("EMA, fp32", "ema"),
             ("activations kept for backward", "activations"), ("recompute peak (one region)", "recompute_peak"),
-            ("**total (GiB)**", "total_bytes"))
+            ("**total**", "total_bytes"))
     for label, key in rows:
         a, b = t["memory"]["no_checkpointing"][key], t["memory"]["checkpointing"][key]
         lines.append(f"| {label} | {_gib(a)} | {_gib(b)} |")
+    flops, secs = t["step_flops"], t["seconds_per_step"]
     lines += [
-        f"| training step (fwd + bwd), TFLOP | {t['step_flops']['no_checkpointing'] / 1e12:,.0f} | "
-        f"{t['step_flops']['checkpointing'] / 1e12:,.0f} |",
-        f"| s / step at the assumed MFU | {t['seconds_per_step']['no_checkpointing']:.2f} | "
-        f"{t['seconds_per_step']['checkpointing']:.2f} |",
-        "",
-        "GiB = 2^30 bytes. Not included: CUDA context and allocator slack (~1-3 GiB), text encoders and VAEs (training "
-        "reads cached latents and text states), communication buffers.",
+        f"| training step (fwd + bwd), TFLOP | {flops['no_checkpointing'] / 1e12:,.0f} | {flops['checkpointing'] / 1e12:,.0f} |",
+        f"| s / step at the assumed MFU | {secs['no_checkpointing']:.2f} | {secs['checkpointing']:.2f} |",
         "",
     ]
-    return "\n".join(lines)
+    if t["checkpointed_totals"]:
+        lines += ["With gradient checkpointing, total per GPU at batch " + ", ".join(
+            f"{b}: {_gib(n)} GiB" for b, n in t["checkpointed_totals"].items()) + ".", ""]
+    return lines

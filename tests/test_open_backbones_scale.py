@@ -114,7 +114,8 @@ def test_benchmark_counts_tiny_wan_and_longcat():
         assert real[f"{cond} backbone"] < forward[cond]  # pipeline: prefix cached, dead blocks skipped
         assert real["fusion adapter"] < base["fusion adapter"]  # the last Fusion Block's dead side
         assert r["ratio_per_step"] < 1
-    training = ob.measure_training(parts, "v2a", batch=2, use_ema=False, scale=scale)
+    training = ob.measure_training(parts, "v2a", batch=2, use_ema=False, scale=scale, more_batches=[4])
     memory = training["memory"]
     assert memory["checkpointing"]["activations"] < memory["no_checkpointing"]["activations"]
     assert training["step_flops"]["checkpointing"] > training["step_flops"]["no_checkpointing"]  # the recompute
+    assert training["checkpointed_totals"][4] > memory["checkpointing"]["total_bytes"]  # activations grow with the batch

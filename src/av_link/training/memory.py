@@ -111,12 +111,13 @@ class SavedTensorCounter:
 
     @property
     def bytes(self) -> int:
-        return sum(self.storages.values())
+        return sum(nbytes for nbytes, _ in self.storages.values())
 
     def add(self, tensor: torch.Tensor) -> None:
         key = _storage_key(tensor)
         if key not in self.excluded:
-            self.storages[key] = tensor.untyped_storage().nbytes()
+            # the tensor is held so that its storage's address is not reused by a later one (keys are addresses)
+            self.storages[key] = (tensor.untyped_storage().nbytes(), tensor)
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         self.add(tensor)
@@ -128,9 +129,12 @@ class SavedTensorCounter:
     def checkpoint(self, function, *args, **kwargs):
         """A `gradient_checkpointing_func`: counts the tensor inputs the recompute holds, measures what the region
         itself saves (its activations while the backward pass recomputes it) and runs it checkpointed."""
-        for arg in (*args, *kwargs.values()):
-            if isinstance(arg, torch.Tensor):
-                self.add(arg)
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        params = function.parameters() if isinstance(function, torch.nn.Module) else ()
+        if not any(t.requires_grad for t in tensors) and not any(p.requires_grad for p in params):
+            return function(*args, **kwargs)  # outside the backward pass (frozen blocks before the first fusion point)
+        for tensor in tensors:  # held for the recompute (recent torch also reports them through the hooks: deduplicated)
+            self.add(tensor)
         region = SavedTensorCounter()
         region.excluded = self.excluded
         with region.hooks():
