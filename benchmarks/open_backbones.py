@@ -269,7 +269,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, nargs=2, default=[1, 2], metavar=("N1", "N2"))
     parser.add_argument("--guidance-scale", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=1, help="training batch per GPU")
-    parser.add_argument("--more-batches", type=int, nargs="*", default=[2, 4],
+    parser.add_argument("--more-batches", type=int, nargs="*", default=[2, 4, 8],
                         help="further batches per GPU whose memory (with checkpointing) is estimated")
     parser.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation for the time estimates")
     parser.add_argument("--sample-steps", type=int, default=64, help="steps of one sample for the time estimate")
