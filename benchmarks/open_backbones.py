@@ -46,7 +46,11 @@ from open_backbones_report import markdown  # noqa: E402
 from av_link import AVLinkA2VPipeline, AVLinkFusionAdapter, AVLinkV2APipeline  # noqa: E402
 from av_link.models.joint import joint_forward  # noqa: E402
 from av_link.pipelines.pipeline_av_link_cross_modal import ConditioningItem  # noqa: E402
-from av_link.training.memory import GIB, estimate_training_memory, fusion_training_loss, parameter_count  # noqa: E402
+from av_link.training.memory import (  # noqa: E402
+    estimate_training_memory,
+    fusion_training_loss,
+    parameter_count,
+)
 
 META = pf.META
 H100_BF16_PEAK = 989.4e12  # FLOP/s, dense (no sparsity), H100 SXM
@@ -109,7 +113,12 @@ REAL = Scale()
 
 def real_components(scale: Scale = REAL) -> dict:
     """Every component of `scale` on the meta device (tokenizers: `ByT5Tokenizer()` stand-ins, never called)."""
-    from diffusers import AutoencoderKLWan, LongCatAudioDiTTransformer, LongCatAudioDiTVae, WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        LongCatAudioDiTTransformer,
+        LongCatAudioDiTVae,
+        WanTransformer3DModel,
+    )
     from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
 
     c = scale.configs

@@ -50,9 +50,9 @@ def markdown(r: dict) -> str:
     ]
     for direction in ("v2a", "a2v"):
         d = r[direction]
-        for name, row in (("paper-faithful", d["paper_faithful"]), ("pipeline", d["pipeline"])):
+        for name, key in (("paper-faithful", "paper_faithful"), ("pipeline", "pipeline")):
+            row = d[key]
             groups = row["per_step_groups"]
-            key = "paper_faithful" if name != "pipeline" else "pipeline"
             lines.append(
                 f"| {direction.upper()} | {name} | {_g(row['per_step'])} | {_g(groups.get('video backbone', 0))} | "
                 f"{_g(groups.get('audio backbone', 0))} | {_g(groups.get('fusion adapter', 0))} | "

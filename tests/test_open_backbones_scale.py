@@ -8,8 +8,19 @@ import torch
 import torch.nn.functional as F
 
 from av_link import as_backbone
-from av_link.testing import TINY_WAN_FPS, tiny_longcat_transformer, tiny_longcat_vae, tiny_wan_longcat_adapter, tiny_wan_transformer, tiny_wan_vae
-from av_link.training.memory import activation_bytes, estimate_training_memory, parameter_count
+from av_link.testing import (
+    TINY_WAN_FPS,
+    tiny_longcat_transformer,
+    tiny_longcat_vae,
+    tiny_wan_longcat_adapter,
+    tiny_wan_transformer,
+    tiny_wan_vae,
+)
+from av_link.training.memory import (
+    activation_bytes,
+    estimate_training_memory,
+    parameter_count,
+)
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 

@@ -1,4 +1,4 @@
-"""Per-GPU memory of Fusion Block training, estimated without running anything: build the models on the meta device.
+"""Per-GPU memory of Fusion Block training, estimated without computing anything: build the models on the meta device.
 
     with torch.device("meta"):
         audio, video, adapter = ...                      # real-scale configs cost no memory here
@@ -20,7 +20,7 @@ What is counted, per GPU (data parallel: every GPU holds all of it):
 Approximations (say so where the numbers are quoted): the forward runs in `activation_dtype` throughout, whereas
 autocast keeps a few ops (norms, softmax statistics) in fp32; attention is counted as a GPU's fused kernels keep it
 (q, k, v, output and the log-sum-exp, never the L x L probabilities: `scaled_dot_product_attention` is routed to
-the memory-efficient kernel, which has a meta implementation); allocator fragmentation, CUDA context (~0.5 GiB),
+the memory-efficient kernel, which has a meta implementation); allocator slack, the CUDA context,
 communication buffers and the transient gradients of the backward pass are not included; text encoders and VAEs are
 not resident (training reads cached latents and text embeddings).
 """
