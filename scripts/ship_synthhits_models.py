@@ -54,6 +54,7 @@ def ship_student(source: str, folder: str, teacher: str) -> None:
 
     def point_at_teacher(data):  # the components it takes are the shipped teacher's (e.g. its Griffin-Lim vocoder)
         data[COMPONENTS_FROM] = teacher
+        data["max_batch_tokens"] = None  # the per-device default, whatever the run saved
         for name, entry in shipped_teacher.items():
             if isinstance(entry, list) and not os.path.isdir(os.path.join(folder, name)) and name in data:
                 data[name] = entry
@@ -74,6 +75,7 @@ def main():
         pipe = cls.from_pretrained(source)
         pipe.vocoder = vocoder_for(args.vocoder, pipe)
         pipe.check_components(("audio",))  # the new vocoder must run at the front end's rate
+        pipe.register_to_config(max_batch_tokens=None)  # the per-device default, whatever the run saved
         pipe.to(torch.float16)
         pipe.save_pretrained(os.path.join(target, name), training_info=read_training_info(os.path.join(source, "README.md")))
     mark_adapter_only(os.path.join(target, "a2v"), "../v2a", list(SHARED))
