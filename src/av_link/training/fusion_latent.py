@@ -10,6 +10,7 @@ import json
 import os
 
 import torch
+from accelerate.utils import DistributedType
 
 from ..data import AVClipDataset
 from .latent_cache import CachedInputs, LatentCache, LatentCacheDataset, cache_identity, check_identity
@@ -65,6 +66,11 @@ def train_between_diffusers_backbones(args, accelerator, load_adapter):
     if args.lora_targets:
         raise ValueError("--lora_targets is not supported between diffusers backbones yet")
     weight_dtype = WEIGHT_DTYPES.get(accelerator.mixed_precision, torch.float32)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        # FSDP flattens each unit's parameters into one tensor of one dtype, and a unit holds frozen backbone and
+        # float32 adapter parameters side by side: keep everything float32 (sharded, so each rank stores 1/N) and let
+        # FSDP's mixed precision compute in bf16.
+        weight_dtype = torch.float32
     audio_pipe, video_pipe, config, families = load_linked(args.audio_model, args.video_model, weight_dtype, video_fps=args.video_fps,
                                                            height=args.height, width=args.width,
                                                            max_sequence_length=args.max_sequence_length)
