@@ -62,12 +62,24 @@ def cache_identity(config: dict, families: dict, clip_seconds: float, max_sequen
 def check_identity(cache_dir: str, expected: dict) -> None:
     """One error naming every setting in which `cache_dir` was made otherwise than `expected`."""
     with open(os.path.join(cache_dir, IDENTITY)) as f:
-        saved = json.load(f)
-    differ = [k for k in sorted(set(saved) | set(expected)) if saved.get(k) != expected.get(k)]
+        saved, now = _leaves(json.load(f)), _leaves(expected)
+    differ = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
     if differ:
-        details = "; ".join(f"{k}: cache {_short(saved.get(k))}, now {_short(expected.get(k))}" for k in differ)
-        raise ValueError(f"the latent cache {cache_dir} was made with other settings or models ({details}); make a new cache "
-                         "with examples/cache_latents.py for these backbones and settings")
+        details = "; ".join(f"{k}: cache {_short(saved.get(k))}, now {_short(now.get(k))}" for k in differ)
+        hint = " (--text_dtype of cache_latents.py must match train_fusion.py's --mixed_precision)" if any(
+            k.endswith("text_dtype") for k in differ) else ""
+        raise ValueError(f"the latent cache {cache_dir} was made with other settings or models ({details}){hint}; make a new "
+                         "cache with examples/cache_latents.py for these backbones and settings")
+
+
+def _leaves(tree, prefix: str = "") -> dict:
+    """Nested dicts -> {"a.b.c": leaf}, so a difference is named down to the setting."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(_leaves(value, f"{prefix}{key}."))
+    return out
 
 
 def _short(value, limit: int = 160) -> str:
