@@ -213,6 +213,10 @@ def test_ddp_in_bf16_with_checkpointing_and_fsdp_start(folders, cache, tmp_path)
     assert "all 2 ranks hold identical trained weights" in ddp.stdout + ddp.stderr
     assert all(v.dtype == torch.float32 for v in weights(out).values())  # the master weights, not the bf16 backbones'
     assert '"frozen weights": "bfloat16"' in (out / "linking.json").read_text()
+    audio_pipe, video_pipe, _, families = load_linked(str(folders / "longcat"), str(folders / "wan"), torch.bfloat16, **SIZE)
+    assert audio_pipe.transformer.dtype == video_pipe.transformer.dtype == families["audio"].text_encoder.dtype == torch.bfloat16
+    assert audio_pipe.vae.dtype == video_pipe.vae.dtype == torch.float32  # the VAEs make the targets
+    assert families["audio"].text_encoder is families["video"].text_encoder  # one UMT5 in both folders: one object
     fsdp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                            "--master_port", str(free_port()), str(ROOT / "tests/fsdp_cpu_worker.py"),
                            str(ROOT / "examples/accelerate_configs/fsdp_wan_longcat.yaml"), str(folders / "longcat"), str(folders / "wan"),
