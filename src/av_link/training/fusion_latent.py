@@ -13,8 +13,19 @@ import torch
 from accelerate.utils import DistributedType
 
 from ..data import AVClipDataset
-from .latent_cache import CachedInputs, LatentCache, LatentCacheDataset, cache_identity, check_identity
-from .linked import is_av_link_folder, linked_families, load_backbone_pipelines, pipeline_config
+from .latent_cache import (
+    CachedInputs,
+    LatentCache,
+    LatentCacheDataset,
+    cache_identity,
+    check_identity,
+)
+from .linked import (
+    is_av_link_folder,
+    linked_families,
+    load_backbone_pipelines,
+    pipeline_config,
+)
 from .loop import train
 from .modality_inputs import FamilyInputs
 from .objectives import FusionObjective, ObjectiveConfig
