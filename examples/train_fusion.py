@@ -10,6 +10,13 @@ the optimizer (AdamW, lr 3e-4, betas 0.9/0.99, weight decay 0.01, 10k warmup ste
 trains one shared adapter for both directions. The output is a complete `AVLinkV2APipeline` /
 `AVLinkA2VPipeline` folder (for joint: `v2a/` and `a2v/` inside the output folder).
 
+Open backbones in latent space: `--audio_model` / `--video_model` may instead be diffusers pipeline folders of a
+registered family (a `LongCatAudioDiTPipeline`, a `WanPipeline`; docs/open_backbones_training.md). Then the objective
+runs on their VAE latents with each family's own text encoding, `--mixed_precision bf16` stores the frozen
+transformers and text encoders in bf16 (the adapter's master weights stay float32), `--latent_cache DIR` (from
+`examples/cache_latents.py`) replaces the per-step VAE and text encoder runs, and the output folder holds the trained
+`fusion_adapter/`, which `AVLinkV2APipeline.from_backbones(audio=..., video=..., fusion_adapter=OUT)` links.
+
 `--lora_targets audio video` also trains a LoRA on the frozen backbones (the paper's "w/FT" variants, cheaply);
 `--lora_targets fusion --adapter_model FOLDER` fine-tunes trained Fusion Blocks through a LoRA. The LoRA is saved
 beside the pipeline (`pytorch_lora_weights.safetensors`): apply it with `pipe.load_lora_weights(folder)`.
@@ -27,6 +34,7 @@ from av_link.loaders import lora_save_kwargs
 from av_link.pipelines.from_backbones import same_model
 from av_link.schedulers import FlowMatchEulerScheduler
 from av_link.training.arguments import add_training_arguments, check_training_arguments
+from av_link.training.fusion_latent import add_latent_arguments, train_between_diffusers_backbones, uses_own_backbones
 from av_link.training.lora import add_lora_adapters, add_lora_arguments, check_lora_arguments, lora_training_info
 from av_link.training.loop import make_accelerator, train
 from av_link.training.objectives import FusionObjective, ObjectiveConfig
@@ -37,8 +45,9 @@ from av_link.training.text import FrozenTextEncoder
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=["v2a", "a2v", "joint"], required=True)
-    parser.add_argument("--audio_model", required=True, help="text-to-audio pipeline folder (from train_backbone.py)")
-    parser.add_argument("--video_model", required=True, help="text-to-video pipeline folder")
+    parser.add_argument("--audio_model", required=True,
+                        help="text-to-audio pipeline folder (from train_backbone.py, or a diffusers LongCatAudioDiTPipeline)")
+    parser.add_argument("--video_model", required=True, help="text-to-video pipeline folder (or a diffusers WanPipeline)")
     parser.add_argument("--preset", default="paper", help="Fusion Block size preset (widths and depths follow the backbones)")
     parser.add_argument("--adapter_config", default="{}", help='JSON overrides, e.g. \'{"num_blocks": 4}\' or a placement')
     parser.add_argument("--adapter_model", default=None,
@@ -54,6 +63,7 @@ def parse_args(argv=None):
     parser.add_argument("--logit_std", type=float, default=1.0)
     add_training_arguments(parser)
     add_lora_arguments(parser)
+    add_latent_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -69,10 +79,11 @@ def load_backbones(args):
 
 
 def load_adapter(args, audio_model, video_model) -> AVLinkFusionAdapter:
+    """The adapter to train; `audio_model` / `video_model`: av-link backbones or views of diffusers ones."""
     if args.adapter_model:
         folder = os.path.join(args.adapter_model, "fusion_adapter")
         return AVLinkFusionAdapter.from_pretrained(folder if os.path.isdir(folder) else args.adapter_model)
-    adapter_kwargs = dict(audio_dim=audio_model.config.hidden_size, video_dim=video_model.config.hidden_size,
+    adapter_kwargs = dict(audio_dim=audio_model.hidden_size, video_dim=video_model.hidden_size,
                           num_audio_layers=len(audio_model.blocks), num_video_layers=len(video_model.blocks),
                           time_rate=video_model.tokens_per_second)
     return AVLinkFusionAdapter.from_preset(args.preset, **{**adapter_kwargs, **json.loads(args.adapter_config)})
@@ -84,6 +95,10 @@ def main(argv=None):
     check_lora_arguments(args)
     logging.basicConfig(level=logging.INFO)
     accelerator = make_accelerator(args, find_unused_parameters=True)
+    if not uses_own_backbones(args):
+        return train_between_diffusers_backbones(args, accelerator, load_adapter)
+    if args.latent_cache:
+        raise ValueError("--latent_cache holds VAE latents: it trains between diffusers backbones, not av-link's own")
     t2a, t2v = load_backbones(args)
     audio_model, video_model = t2a.audio_transformer, t2v.video_transformer
     adapter = load_adapter(args, audio_model, video_model)

@@ -112,6 +112,7 @@ class AVClipDataset(ClipScanMixin, torch.utils.data.Dataset):
     - ``mel``: float32 ``(T, n_mels)``, ``frontend.normalize(frontend(waveform))``,
       ``T = round(clip_seconds * sample_rate) // hop_length``;
     - ``waveform``: float32 ``(round(clip_seconds * sample_rate),)`` mono (with ``return_waveform``);
+      ``mel`` only with ``return_mel`` (the default);
     - ``audio_caption``, ``video_caption`` (str), ``index`` (int, the clip actually returned),
       ``crop_start`` (seconds), ``crop_start_frame`` (model frames);
     - every other metadata column of the clip, ``time_keys`` shifted by ``crop_start``.
@@ -149,7 +150,7 @@ class AVClipDataset(ClipScanMixin, torch.utils.data.Dataset):
             raise FileNotFoundError(f"AVClipDataset: data directory {self.data_dir} does not exist")
         self.metadata_file = self._find_metadata(metadata_file)
 
-        self.mel_frontend = self._setup_frontend(mel_frontend, config)
+        self.mel_frontend = self._setup_frontend(mel_frontend, config) if config.return_mel else None
         if config.sample_rate is None:
             config = dataclasses.replace(config, sample_rate=int(self.mel_frontend.config.sample_rate))
         self.config = config
@@ -157,8 +158,8 @@ class AVClipDataset(ClipScanMixin, torch.utils.data.Dataset):
 
         self.num_frames = int(round(config.clip_seconds * config.fps))
         self.num_samples = int(round(config.clip_seconds * config.sample_rate))
-        self.num_mel_frames = int(self.mel_frontend.num_frames(self.num_samples))
-        if self.needs_audio and self.num_samples < self.mel_frontend.min_num_samples:
+        self.num_mel_frames = int(self.mel_frontend.num_frames(self.num_samples)) if config.return_mel else None
+        if self.needs_audio and config.return_mel and self.num_samples < self.mel_frontend.min_num_samples:
             raise ValueError(f"clip_seconds={config.clip_seconds} gives {self.num_samples} samples, too few for a mel frame")
 
         self.cache_dir: Optional[str] = None
@@ -331,8 +332,9 @@ class AVClipDataset(ClipScanMixin, torch.utils.data.Dataset):
             if segment.shape[0] < self.num_samples:  # within length_tolerance (checked in _max_start)
                 segment = np.pad(segment, (0, self.num_samples - segment.shape[0]))
             waveform = torch.from_numpy(np.ascontiguousarray(segment, dtype=np.float32))
-            with torch.no_grad():
-                item["mel"] = self.mel_frontend.normalize(self.mel_frontend(waveform)).float()
+            if cfg.return_mel:
+                with torch.no_grad():
+                    item["mel"] = self.mel_frontend.normalize(self.mel_frontend(waveform)).float()
             if cfg.return_waveform:
                 item["waveform"] = waveform
         item["audio_caption"] = clip.row.get("audio_caption") or ""

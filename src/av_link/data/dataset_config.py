@@ -36,6 +36,8 @@ class AVClipDatasetConfig:
         seed: base seed of the crops.
         cache_dir: where decoded + resampled full clips (and probe results) are kept between epochs and runs.
         return_waveform: also return the mono waveform window (``waveform``, ``(samples,)`` float32).
+        return_mel: compute ``mel`` (``False`` for backbones that take waveforms through their own VAE: no mel front
+            end is built, so ``sample_rate`` must be given).
         verify: how the construction scan checks a media file. ``"header"``: ffmpeg reads the container header
             only (cheapest, misses truncated data in files whose index is at the front); ``"packets"``
             (default): ffmpeg also reads every packet without decoding (a stream copy to the null muxer), which
@@ -63,6 +65,7 @@ class AVClipDatasetConfig:
     seed: int = 0
     cache_dir: Optional[str] = None
     return_waveform: bool = True
+    return_mel: bool = True
     verify: str = "packets"
     length_tolerance: float = 0.05
     time_keys: Tuple[str, ...] = ("event_times",)
@@ -87,6 +90,8 @@ class AVClipDatasetConfig:
                 raise ValueError(f"{name} must be an integer, got {value!r}")
         if self.height < 1 or self.width < 1:
             raise ValueError(f"height and width must be positive, got {self.height}x{self.width}")
+        if not self.return_mel and self.sample_rate is None:
+            raise ValueError("return_mel=False needs sample_rate: without a mel front end nothing else gives the audio rate")
         if self.sample_rate is not None and (
             isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, (int, np.integer)) or self.sample_rate <= 0
         ):

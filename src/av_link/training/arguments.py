@@ -5,7 +5,8 @@ import argparse
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = parser.add_argument_group("data")
-    g.add_argument("--data_dir", required=True, help="folder of clips with metadata.jsonl (or .csv)")
+    g.add_argument("--data_dir", default=None, help="folder of clips with metadata.jsonl (or .csv); required unless a "
+                   "script's --latent_cache replaces it")
     g.add_argument("--cache_dir", default=None, help="cache decoded clips here so later epochs skip decoding")
     g.add_argument("--clip_seconds", type=float, default=None, help="training window length (default: the model's)")
     g.add_argument("--repeat_fps", default=None, type=parse_repeat_fps,
@@ -56,7 +57,10 @@ def parse_repeat_fps(text: str) -> dict:
 def check_training_arguments(args) -> None:
     import os
 
-    if not os.path.isdir(args.data_dir):
+    if args.data_dir is None:
+        if getattr(args, "latent_cache", None) is None:
+            raise ValueError("--data_dir is required")
+    elif not os.path.isdir(args.data_dir):
         raise ValueError(f"--data_dir {args.data_dir} does not exist")
     for name in ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "checkpointing_steps"):
         if getattr(args, name) < 1:

@@ -168,6 +168,11 @@ def train(
     unwrapped = accelerator.unwrap_model(objective)
     if ema is not None:
         ema.copy_to(params)
+    # Drop the DDP wrapper, whose reducer talks to the process group, while the group still exists: freed only when
+    # this function returned, after `end_training` destroyed the group, it sometimes blocked a rank forever (gloo).
+    objective = optimizer = loader = lr_scheduler = batches = None  # batches: unset if no step ran
+    accelerator.free_memory()
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return unwrapped
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..models.joint import joint_forward
 from ..schedulers import noisy_sample, velocity_target
+from .modality_inputs import OwnInputs
 from .randomness import per_sample_logit_normal, per_sample_rand, per_sample_randn, sample_generator
 
 CONDITIONING_TIME = {"v2a": 0.96, "a2v": 0.8}  # paper §4.4: fixed noise level of the conditioning modality
@@ -56,14 +57,20 @@ def backbone_loss(model, encode_text, batch: dict, modality: str, cfg: Objective
     return F.mse_loss(prediction.float(), velocity_target(x1, noise).float())
 
 
-def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, task: str, cfg: ObjectiveConfig, epoch: int) -> torch.Tensor:
+def fusion_loss(audio_model, video_model, adapter, inputs, batch: dict, task: str, cfg: ObjectiveConfig, epoch: int) -> torch.Tensor:
     """Fusion Block training (paper Eq. 5): the conditioning modality sits at its fixed time, the generated
-    one at t ~ logit-normal(-1, 1); the loss is the generated modality's velocity MSE only."""
+    one at t ~ logit-normal(-1, 1); the loss is the generated modality's velocity MSE only.
+
+    `inputs`: per modality, where its clean signal and text come from (`modality_inputs`), or one text encoder
+    callable shared by av-link's own backbones. Backbones given as views (`as_backbone`) take av-link's flow time
+    and return its velocity whatever their own timestep convention, so latents and mel train alike."""
+    if callable(inputs):
+        inputs = {m: OwnInputs(m, inputs) for m in ("audio", "video")}
     generated = "audio" if task == "v2a" else "video"
     idx = batch["index"]
     x, t, text, mask = {}, {}, {}, {}
     for modality in ("audio", "video"):
-        x1 = _signal(batch, modality)
+        x1 = inputs[modality].signal(batch)
         noise = per_sample_randn(x1.shape[1:], _streams(cfg, epoch, idx, f"{task}-{modality}-noise"), x1.device, x1.dtype)
         if modality == generated:
             t[modality] = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{task}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
@@ -74,7 +81,7 @@ def fusion_loss(audio_model, video_model, adapter, encode_text, batch: dict, tas
         x[modality] = noisy_sample(x1, noise, t[modality])
         p = cfg.generated_text_dropout if modality == generated else cfg.conditioning_text_dropout
         captions = drop_captions(_caption(batch, modality), p, _streams(cfg, epoch, idx, f"{task}-{modality}-text"))
-        text[modality], mask[modality] = encode_text(captions)
+        text[modality], mask[modality] = inputs[modality].encode_text(captions)
     out = joint_forward(
         audio_model, video_model, adapter, x["audio"], x["video"], t["audio"], t["video"],
         text["audio"], text["video"], mask["audio"], mask["video"],
@@ -97,14 +104,19 @@ class BackboneObjective(torch.nn.Module):
 
 class FusionObjective(torch.nn.Module):
     """Fusion adapter + frozen backbones. Task "joint" trains one shared adapter for both directions,
-    alternating V2A and A2V steps."""
+    alternating V2A and A2V steps.
 
-    def __init__(self, adapter, audio_model, video_model, encode_text, task: str, cfg: ObjectiveConfig):
+    `encode_text`: the shared text encoder of av-link's own backbones, or a dict of per-modality inputs
+    (`modality_inputs`). `views`: the backbones as `joint_forward` runs them, for diffusers transformers whose views
+    carry token clocks; the transformers themselves stay submodules so accelerate places, wraps and shards them."""
+
+    def __init__(self, adapter, audio_model, video_model, encode_text, task: str, cfg: ObjectiveConfig, views=None):
         super().__init__()
         if task not in ("v2a", "a2v", "joint"):
             raise ValueError(f"task must be v2a, a2v or joint, got {task!r}")
         self.adapter, self.audio_model, self.video_model = adapter, audio_model, video_model
         self.encode_text, self.task, self.cfg = encode_text, task, cfg
+        self.views = views or (audio_model, video_model)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -114,4 +126,4 @@ class FusionObjective(torch.nn.Module):
 
     def forward(self, batch: dict, epoch: int, step: int) -> torch.Tensor:
         task = self.task if self.task != "joint" else ("v2a", "a2v")[step % 2]
-        return fusion_loss(self.audio_model, self.video_model, self.adapter, self.encode_text, batch, task, self.cfg, epoch)
+        return fusion_loss(*self.views, self.adapter, self.encode_text, batch, task, self.cfg, epoch)
