@@ -36,10 +36,10 @@ OUTPUT_TYPES = {"audio": ("np", "pt", "latent"), "video": ("np", "pt", "pil", "l
 # memory grows with it (about tokens x MLP width x bytes per value for the largest intermediate; at paper scale
 # 2**17 tokens is ~1 GB in bf16). 2**17 batches ~7 windows per V2A pass and ~3 per A2V pass at paper scale.
 DEFAULT_MAX_BATCH_TOKENS = 2**17
-# On a CPU, smaller passes are both faster (they stay in cache) and flat in memory: with the tiny SynthHits V2A
-# model, 2**13 tokens ran a 55 s input in 145 s / 883 MB against 160 s / 970 MB with 2**17, and a 5-minute input
-# peaked at ~0.7 GB while sampling against 2.9 GB (benchmarks/long_inputs.py, one thread).
-CPU_MAX_BATCH_TOKENS = 2**13
+# On a CPU, small passes are as fast (they stay in cache) and keep memory flat in the input's length: with the tiny
+# SynthHits V2A model, 2**13 tokens ran a 55 s input in 145 s / 883 MB against 160 s / 970 MB with 2**17 (one
+# thread), and 2**12 samples as fast as 2**13 (2 threads) while a 5-minute input's sampling peaks ~25 MB lower.
+CPU_MAX_BATCH_TOKENS = 2**12
 
 
 def batch_token_budget(max_batch_tokens: int | None, device: torch.device) -> int:
@@ -314,7 +314,8 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         for w in window_weights(slices, latents.shape[axis], ramp):
             shape[axis] = len(w)
             weights.append(w.reshape(shape).to(latents.device, torch.float32))
-        norm = torch.zeros((1, *latents.shape[1:]), device=latents.device, dtype=torch.float32)
+        shape[axis] = latents.shape[axis]  # the weights vary along time only: one value per frame
+        norm = torch.zeros(shape, device=latents.device, dtype=torch.float32)
         for window, w in zip(windows, weights):
             take(norm, modality, window).add_(w)
         max_tokens = batch_token_budget(self.config.get("max_batch_tokens"), latents.device)
@@ -340,7 +341,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
                         out = velocity(x, t, rows, state).float()
                         for j, (k, b) in enumerate(rows):
                             take(v[b:b + 1], modality, windows[k]).add_(weights[k] * out[j:j + 1])
-                    v = v / norm
+                    v.div_(norm)
                 state["latents"] = self.scheduler.step(scheduler_output(v), timestep, latents, return_dict=False)[0].to(dtype)
                 if callback_on_step_end is not None:
                     outputs = callback_on_step_end(self, i, timestep, {k: state[k] for k in callback_on_step_end_tensor_inputs})

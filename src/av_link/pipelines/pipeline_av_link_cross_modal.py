@@ -52,7 +52,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
     Inputs longer than `clip_seconds` are sampled in windows overlapping by `window_overlap_seconds`
     (:mod:`av_link.pipelines.windows`). At every step the windows of all inputs and both guidance branches run
     as batched forward passes of at most `max_batch_tokens` tokens (config; lower it to bound peak memory,
-    raise it for throughput; the default, None, takes 2**13 on a CPU and 2**17 on an accelerator): the result
+    raise it for throughput; the default, None, takes 2**12 on a CPU and 2**17 on an accelerator): the result
     equals running them one by one.
 
     The backbones may be av-link's own (mel and pixels) or diffusers' Wan and LongCat-AudioDiT, which run in their
@@ -246,6 +246,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
             noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
             latents = self.prepare_latents(shape, generator, latents, device, dtype)
         noisy_signal = noisy_sample(signal, noise, t_c).to(backbones[cond].dtype)
+        del signal, noise  # only the noised input is read from here on (memory grows with the input's length)
         state["latents"] = self.pad_frames(latents, gen, getattr(padded, gen).stop, self.noise_filler(generator))
 
         # Blocks before the first fusion point see the same input at every step: each pass's rows run them
