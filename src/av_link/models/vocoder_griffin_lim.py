@@ -117,9 +117,7 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
 
     def griffin_lim(self, magnitude: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """STFT magnitudes `(B, F, T)` framed like `AVLinkMelSpectrogram` -> waveform `(B, T * hop_length)`."""
-        if generator is None:  # deterministic by default; pass a generator for varied phase initialisations
-            generator = torch.Generator(device=magnitude.device).manual_seed(0)
-        return self._iterate(magnitude, self._random_angles(magnitude, generator))[0]
+        return self._iterate(magnitude, self._random_angles(magnitude, _seeded(generator, magnitude.device)))[0]
 
     @staticmethod
     def _random_angles(magnitude: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -170,8 +168,7 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
         if spectrogram.shape[1] == 0:
             raise ValueError("spectrogram has zero frames")
         mel = torch.exp(spectrogram.float()).transpose(1, 2)
-        if generator is None:
-            generator = torch.Generator(device=mel.device).manual_seed(0)
+        generator = _seeded(generator, mel.device)
         carried = {}
 
         def run(lo, hi):
@@ -190,3 +187,8 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
         waveform = vocode_in_chunks(run, mel.shape[-1], c.hop_length, *chunk_sizes(c.sampling_rate / c.hop_length))
         waveform = self.to_output_dtype(waveform.to(mel.device))
         return waveform if batched else waveform.squeeze(0)
+
+
+def _seeded(generator: Optional[torch.Generator], device) -> torch.Generator:
+    """Deterministic by default (seed 0); pass a generator for varied phase initialisations."""
+    return torch.Generator(device=device).manual_seed(0) if generator is None else generator

@@ -42,8 +42,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
 def parse_repeat_fps(text: str) -> dict:
     """'8=3,12=2' -> {8.0: 3, 12.0: 2}."""
-    import argparse
-
     try:
         pairs = [part.split("=") for part in text.split(",") if part.strip()]
         out = {float(rate): int(n) for rate, n in pairs}
