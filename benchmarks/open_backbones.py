@@ -111,8 +111,26 @@ class Scale:
 REAL = Scale()
 
 
-def real_components(scale: Scale = REAL) -> dict:
-    """Every component of `scale` on the meta device (tokenizers: `ByT5Tokenizer()` stand-ins, never called)."""
+def tiny_scale() -> Scale:
+    """Tiny random configs of the same classes and a 9-frame clip: the benchmarks' code paths in seconds on a CPU."""
+    configs = dict(REAL_CONFIGS)
+    configs.update(
+        wan_transformer=dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
+                             text_dim=32, freq_dim=32, ffn_dim=32, num_layers=3),
+        wan_vae=dict(base_dim=3, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]),
+        wan_text_encoder=dict(vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4),
+        longcat_transformer=dict(dit_dim=16, dit_depth=2, dit_heads=2, dit_text_dim=24, latent_dim=8, ff_mult=2.0),
+        longcat_vae=dict(channels=8, c_mults=[1, 2], strides=[2, 4], latent_dim=8, encoder_latent_dim=16, downsampling_ratio=8,
+                         sample_rate=64),
+        longcat_text_encoder=dict(vocab_size=384, d_model=24, d_kv=8, d_ff=48, num_layers=2, num_heads=3),
+    )
+    return Scale(configs=configs, clip=dict(frames=9, height=32, width=48, fps=8.0, sample_rate=64), text_tokens=5,
+                 wan_text_tokens=7, adapter_preset="tiny")
+
+
+def real_components(scale: Scale = REAL, device=META, dtype=None) -> dict:
+    """Every component of `scale` on `device` (the meta device for counting; random weights in `dtype` for timing).
+    The text encoders and tokenizers (`ByT5Tokenizer()` stand-ins) are never called, so they stay on the meta device."""
     from diffusers import (
         AutoencoderKLWan,
         LongCatAudioDiTTransformer,
@@ -122,15 +140,16 @@ def real_components(scale: Scale = REAL) -> dict:
     from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
 
     c = scale.configs
-    with torch.device(META):
+    with torch.device(device):
         wan, longcat = WanTransformer3DModel(**c["wan_transformer"]), LongCatAudioDiTTransformer(**c["longcat_transformer"])
-        parts = dict(
-            audio_transformer=longcat, video_transformer=wan,
-            video_vae=AutoencoderKLWan(**c["wan_vae"]), audio_vae=LongCatAudioDiTVae(**c["longcat_vae"]),
-            video_text_encoder=UMT5EncoderModel(UMT5Config(**c["wan_text_encoder"])),
-            audio_text_encoder=UMT5EncoderModel(UMT5Config(**c["longcat_text_encoder"])),
-            fusion_adapter=paper_adapter(longcat, wan, scale),
-        )
+        parts = dict(audio_transformer=longcat, video_transformer=wan, video_vae=AutoencoderKLWan(**c["wan_vae"]),
+                     audio_vae=LongCatAudioDiTVae(**c["longcat_vae"]), fusion_adapter=paper_adapter(longcat, wan, scale))
+    if dtype is not None:
+        for name in ("audio_transformer", "video_transformer", "fusion_adapter"):
+            parts[name].to(dtype)
+    with torch.device(META):
+        parts.update(video_text_encoder=UMT5EncoderModel(UMT5Config(**c["wan_text_encoder"])),
+                     audio_text_encoder=UMT5EncoderModel(UMT5Config(**c["longcat_text_encoder"])))
     return dict(parts, audio_tokenizer=ByT5Tokenizer(), video_tokenizer=ByT5Tokenizer())
 
 
@@ -142,21 +161,24 @@ def paper_adapter(longcat, wan, scale: Scale = REAL) -> AVLinkFusionAdapter:
         time_rate=scale.clip["fps"] / scale.temporal)
 
 
-def real_pipeline(cls, parts: dict, shift: float, scale: Scale = REAL):
-    cls = type(cls.__name__, (cls,), {"_execution_device": property(lambda self: META), "scale": scale})
+def real_pipeline(cls, parts: dict, shift: float, scale: Scale = REAL, device=META, dtype=None):
+    """The pipeline on `parts`; text-encoder states are stand-ins of each pipeline's shapes (in `dtype`)."""
+    device = torch.device(device)
+    cls = type(cls.__name__, (cls,), {"_execution_device": property(lambda self: device), "scale": scale})
     clip = scale.clip
+    scheduler = (pf.CPUGridScheduler if device.type == "meta" else pf.FlowMatchEulerScheduler)(shift=shift)
     # one window covers the clip: Wan's latent frames at fps / 4 per second
-    pipe = cls(**parts, scheduler=pf.CPUGridScheduler(shift=shift), video_fps=clip["fps"], height=clip["height"],
+    pipe = cls(**parts, scheduler=scheduler, video_fps=clip["fps"], height=clip["height"],
                width=clip["width"], clip_seconds=scale.latent_frames * scale.temporal / clip["fps"],
                max_sequence_length=scale.wan_text_tokens, max_batch_tokens=2**22)
 
     def get_prompt_embeds(prompts, device=None, max_sequence_length=None, modality=None):
-        modality = modality or pipe.generated
+        modality, device = modality or pipe.generated, device or pipe._execution_device
         if modality == "video":  # WanPipeline: UMT5-XXL states zero-padded to 512 tokens, no mask
-            return pf.fake_text(len(prompts), scale.wan_text_tokens, scale.text_width(modality)), None
+            return pf.fake_text(len(prompts), scale.wan_text_tokens, scale.text_width(modality), device, dtype), None
         length = max(scale.text_tokens if p else 1 for p in prompts)  # LongCat: the prompt's tokens ("" -> EOS alone)
-        return (pf.fake_text(len(prompts), length, scale.text_width(modality)),
-                torch.ones(len(prompts), length, dtype=torch.bool, device=META))
+        return (pf.fake_text(len(prompts), length, scale.text_width(modality), device, dtype),
+                torch.ones(len(prompts), length, dtype=torch.bool, device=device))
 
     pipe._get_prompt_embeds = get_prompt_embeds
     pipe.set_progress_bar_config(disable=True)
@@ -169,7 +191,7 @@ def clip_item(pipe) -> ConditioningItem:
     scale = pipe.scale
     video_frames, audio_frames = scale.latent_frames, pipe.family("audio").num_frames(scale.seconds)
     frames = {"video": video_frames, "audio": audio_frames}
-    signal = torch.empty(pipe.family(pipe.conditioning).latent_shape(1, frames[pipe.conditioning]), device=META)
+    signal = pf.placeholder(pipe.family(pipe.conditioning).latent_shape(1, frames[pipe.conditioning]), pipe._execution_device)
     return ConditioningItem(signal, scale.seconds, video_frames, audio_frames)
 
 
@@ -231,8 +253,9 @@ def training_inputs(pipe, batch: int) -> dict:
     item = clip_item(pipe)
     audio_text, audio_mask = pipe._get_prompt_embeds(["a prompt"] * batch, modality="audio")
     video_text, _ = pipe._get_prompt_embeds(["a prompt"] * batch, modality="video")
-    return dict(audio=torch.empty(pipe.family("audio").latent_shape(batch, item.num_audio_frames), device=META),
-                video=torch.empty(pipe.family("video").latent_shape(batch, item.num_video_frames), device=META),
+    device = pipe._execution_device
+    return dict(audio=pf.placeholder(pipe.family("audio").latent_shape(batch, item.num_audio_frames), device),
+                video=pf.placeholder(pipe.family("video").latent_shape(batch, item.num_video_frames), device),
                 audio_text=audio_text, video_text=video_text, audio_text_mask=audio_mask)
 
 

