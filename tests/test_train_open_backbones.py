@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch.distributed.checkpoint as dcp
 import pytest
 import torch
 from diffusers import WanPipeline
@@ -225,10 +226,20 @@ def test_ddp_in_bf16_with_checkpointing_and_fsdp_start(folders, cache, tmp_path)
     fsdp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                            "--master_port", str(free_port()), str(ROOT / "tests/fsdp_cpu_worker.py"),
                            str(ROOT / "examples/accelerate_configs/fsdp_wan_longcat.yaml"), str(folders / "longcat"), str(folders / "wan"),
-                           str(cache)], cwd=ROOT, env={**ENV, "GLOO_SOCKET_IFNAME": "lo"}, capture_output=True, text=True, timeout=150, check=False)
+                           str(cache), str(tmp_path / "fsdp_checkpoint")], cwd=ROOT, env={**ENV, "GLOO_SOCKET_IFNAME": "lo"},
+                          capture_output=True, text=True, timeout=150, check=False)
     assert fsdp.returncode == 0, fsdp.stderr[-3000:]
     # the two ranks print concurrently: find their lines by pattern, not by line breaks
     # (every rank wraps the Fusion Blocks and both backbones' blocks as FSDP units)
     steps = re.findall(r"rank (\d) step (\d) loss ([-\d.naninf]+) units AVLinkFusionBlock,AudioDiTBlock,WanTransformerBlock", fsdp.stdout)
     assert sorted((r, s) for r, s, _ in steps) == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")], fsdp.stdout
     assert all(np.isfinite(float(loss)) for _, _, loss in steps)
+    # the FSDP checkpoint holds the adapter and its optimizer state only, and a load restores them exactly
+    restored = re.findall(r"rank (\d) checkpoint trained (\d+) of (\d+) changed (True|False) restored (True|False)", fsdp.stdout)
+    assert sorted(r for r, *_ in restored) == ["0", "1"] and all(c == r == "True" for *_, c, r in restored), fsdp.stdout
+    trained, total = map(int, restored[0][1:3])
+    metadata = dcp.FileSystemReader(str(tmp_path / "fsdp_checkpoint" / "checkpoint-2" / "trained_sharded")).read_metadata().state_dict_metadata
+    model_keys = {k for k in metadata if k.startswith("model.")}
+    assert len(model_keys) == trained < total and all(k.startswith("model.adapter.") for k in model_keys), sorted(model_keys)[:5]
+    saved = sorted(p.name for p in (tmp_path / "fsdp_checkpoint" / "checkpoint-2").iterdir())
+    assert not any(name.startswith(("model", "optimizer", "pytorch_model")) for name in saved), saved  # nothing whole

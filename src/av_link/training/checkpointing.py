@@ -5,11 +5,12 @@ process killed mid-save leaves the previous checkpoint as the latest loadable on
 records where in the data the run stood.
 
 A checkpoint holds only what training changes (docs/training.md): accelerate's `model.safetensors` keeps
-just the trained parameters, the EMA goes to `ema.safetensors` + `ema.json`, and the frozen modules
+just the trained parameters (under FSDP, `trained_sharded/`: each rank's shards of them and of their optimizer state), the EMA goes to `ema.safetensors` + `ema.json`, and the frozen modules
 (backbones, a LoRA's base weights) are referenced by source and sha256 in `frozen_modules.json`, so a
 resume against other frozen weights fails instead of silently training a mismatched adapter.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,6 +21,8 @@ import shutil
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from .fsdp_checkpoint import load_trained_sharded, save_trained_sharded
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 FROZEN_FILE, EMA_WEIGHTS, EMA_CONFIG = "frozen_modules.json", "ema.safetensors", "ema.json"
@@ -47,13 +50,33 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     return path
 
 
-def save_checkpoint(accelerator, output_dir: str, step: int, state: dict, total_limit: int | None) -> str:
+@contextlib.contextmanager
+def _accelerate_state_without_model(accelerator, fsdp_trained):
+    """Under FSDP accelerate would save and load the model whole (frozen backbones included) and its optimizer through
+    it: hide both from `save_state` / `load_state`, which keep the scheduler, RNG states and the hooks' files, and
+    let `fsdp_checkpoint` handle the trained parameters and their optimizer state."""
+    if fsdp_trained is None:
+        yield
+        return
+    held = accelerator._models, accelerator._optimizers
+    accelerator._models, accelerator._optimizers = [], []
+    try:
+        yield
+    finally:
+        accelerator._models, accelerator._optimizers = held
+
+
+def save_checkpoint(accelerator, output_dir: str, step: int, state: dict, total_limit: int | None, fsdp_trained=None) -> str:
+    """`fsdp_trained`: (prepared model, optimizer, trained parameter names) under FSDP, else None."""
     final = os.path.join(output_dir, f"checkpoint-{step}")
     tmp = os.path.join(output_dir, f".checkpoint-{step}.tmp")
     if accelerator.is_main_process and os.path.exists(tmp):
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(tmp)  # every rank writes its own RNG state file into it
+    with _accelerate_state_without_model(accelerator, fsdp_trained):
+        accelerator.save_state(tmp)  # every rank writes its own RNG state file into it
+    if fsdp_trained is not None:
+        save_trained_sharded(*fsdp_trained, tmp)
     if accelerator.is_main_process:
         with open(os.path.join(tmp, "train_state.json"), "w") as f:
             json.dump(state, f)
@@ -66,6 +89,15 @@ def save_checkpoint(accelerator, output_dir: str, step: int, state: dict, total_
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_checkpoint(accelerator, path: str, fsdp_trained=None) -> dict:
+    """Restore a checkpoint written by `save_checkpoint`; returns its train state."""
+    with _accelerate_state_without_model(accelerator, fsdp_trained):
+        accelerator.load_state(path, strict=False)  # the load hook checks the checkpoint holds exactly the trained parameters
+    if fsdp_trained is not None:
+        load_trained_sharded(*fsdp_trained, path)
+    return load_train_state(path)
 
 
 def load_train_state(path: str) -> dict:
@@ -90,7 +122,8 @@ def frozen_fingerprint(model: torch.nn.Module, trained: list) -> dict:
 
 def register_checkpoint_hooks(accelerator, params: list, names: list[str], frozen: dict, ema=None) -> None:
     """Make `accelerator.save_state` / `load_state(path, strict=False)` keep only the trained parameters `params`
-    (named `names`), their EMA and the `frozen` references. Under FSDP accelerate still saves whole (sharded) models."""
+    (named `names`), their EMA and the `frozen` references. Under FSDP `save_checkpoint` hides the model from accelerate and
+    saves the trained parameters itself (`fsdp_checkpoint`)."""
     trained_ids = {id(p) for p in params}
 
     def trained_keys(model) -> set[str]:  # state-dict keys of the prepared (maybe DDP-wrapped) model

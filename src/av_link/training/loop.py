@@ -20,7 +20,14 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .checkpointing import _fault_injection, frozen_fingerprint, load_train_state, register_checkpoint_hooks, resolve_resume, save_checkpoint
+from .checkpointing import (
+    _fault_injection,
+    frozen_fingerprint,
+    load_checkpoint,
+    register_checkpoint_hooks,
+    resolve_resume,
+    save_checkpoint,
+)
 
 logger = logging.getLogger("av_link.training")
 
@@ -94,14 +101,14 @@ def train(
     objective, optimizer, loader, lr_scheduler = accelerator.prepare(objective, optimizer, loader, lr_scheduler)
     ema = EMAModel(params, decay=args.ema_decay) if args.use_ema else None
     register_checkpoint_hooks(accelerator, params, names, frozen, ema)
+    fsdp_trained = (objective, optimizer, names) if accelerator.distributed_type == DistributedType.FSDP else None
 
     step, epoch, consumed = 0, 0, 0
     resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and resume is None:
         accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
     if resume:
-        accelerator.load_state(resume, strict=False)  # the load hook checks the checkpoint holds exactly the trained parameters
-        state = load_train_state(resume)
+        state = load_checkpoint(accelerator, resume, fsdp_trained)
         step, epoch, consumed = state["step"], state["epoch"], state["batches_consumed"]
         accelerator.print(f"resumed from {resume} at step {step}")
     if accelerator.is_main_process:
@@ -156,7 +163,7 @@ def train(
                 epoch, consumed = epoch + 1, 0
             if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
                 save_checkpoint(accelerator, args.output_dir, step, {"step": step, "epoch": epoch, "batches_consumed": consumed},
-                                args.checkpoints_total_limit)
+                                args.checkpoints_total_limit, fsdp_trained)
             _fault_injection("AVLINK_FAULT_KILL_AFTER_STEP", step)
             if step >= args.max_train_steps or consumed == 0:
                 break
