@@ -118,9 +118,9 @@ def test_the_shipped_students_align_events_in_eight_steps(tmp_path, capsys):
     assert "synthhits/students" in out.replace("\\", "/")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     # Measured through the shipped Griffin-Lim: V2A onsets on three of the four impacts (0.77, 3.41, 4.11 s) and nowhere
-    # else; A2V contacts on three of four (one more of slack).
+    # else; A2V (the student re-distilled from the shipped fine-tune) contacts on all four and nowhere else (one of slack).
     assert metrics["v2a"]["onset_acc"] >= 0.75 and metrics["v2a"]["onset_precision"] == 1.0
-    assert metrics["a2v"]["contact_acc"] >= 0.5 and metrics["a2v"]["contact_precision"] >= 0.75
+    assert metrics["a2v"]["contact_acc"] >= 0.75 and metrics["a2v"]["contact_precision"] >= 0.75
     v2a, _ = load_pipelines(os.path.join(shipped_models_dir(), "students"))
     assert (v2a.config.num_inference_steps, v2a.config.guidance_scale) == (8, 1.0)
     with pytest.raises(SystemExit, match="--fast picks the shipped students"):
