@@ -7,6 +7,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..models.joint import embed_prefix, joint_forward
 from ..schedulers.flow_time import noisy_sample
+from ..utils.heap import release_free_memory
 from .inputs import split_inputs
 from .pipeline_av_link_base import AXIS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
 from .windows import extent
@@ -221,6 +222,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                 [generator[r] for r in ids] if isinstance(generator, list) else generator, latents, t_c,
                 num_inference_steps, sigmas, callback_on_step_end, callback_on_step_end_tensor_inputs, device,
             )
+            release_free_memory()  # the sampler's per-pass buffers, before decoding (see utils/heap.py)
             for r, out in zip(ids, self.decode(result, output_type, [rows[r].seconds for r in ids])):
                 outputs[r] = out
         return self.make_output(outputs, output_type, return_dict)

@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from .heap import release_free_memory
+
 CHUNK_SECONDS = 10.0
 CONTEXT_SECONDS = 0.4
 FADE_SECONDS = 0.05
@@ -53,4 +55,6 @@ def vocode_in_chunks(run: Callable[[int, int], torch.Tensor], total: int, hop_le
         if right:
             piece[:, -2 * right:] *= torch.linspace(1, 0, 2 * right + 2)[1:-1]
         out[:, start * hop_length - left:stop * hop_length + right] += piece
+        del wave, piece
+        release_free_memory()  # each chunk's vocoder buffers: memory flat in the input's length (utils/heap.py)
     return out

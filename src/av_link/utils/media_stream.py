@@ -28,6 +28,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 
 from .media_io import MediaError, check_input_file, pcm_to_float32, snap_ntsc_rate
+from .heap import release_free_memory
 from .media_probe import MediaInfo, ffmpeg_exe, ffmpeg_reason, probe
 
 __all__ = ["open_video", "iter_video_frames", "decode_video", "AudioReader", "decode_audio"]
@@ -35,6 +36,7 @@ __all__ = ["open_video", "iter_video_frames", "decode_video", "AudioReader", "de
 # Full-resolution frames decoded and resized together: enough to amortise torch's per-call cost, few enough
 # that a 4K chunk stays around 100 MB as uint8.
 VIDEO_CHUNK = 4
+TRIM_EVERY_CHUNKS = 16  # decoded chunks between returns of freed heap memory (64 frames: a few MB of 720p each)
 AUDIO_BLOCK_SECONDS = 4.0
 
 
@@ -101,7 +103,9 @@ def decode_video(path, target_fps: float, height: int, width: int, fps: Optional
     fps = float(fps) if fps is not None else file_fps
     stream = BoxFilterStream(fps, target_fps)
     out, weights = [], None
-    for frames in iter_video_frames(path, chunk):
+    for i, frames in enumerate(iter_video_frames(path, chunk)):
+        if i % TRIM_EVERY_CHUNKS == 0:  # memory flat in the input's length (see utils/heap.py)
+            release_free_memory()
         n, h, w, _ = frames.shape
         if weights is None:  # resize_cover_crop as two products (see cover_crop_weights), /255 folded in
             rows, cols = cover_crop_weights(h, w, height, width)
@@ -111,7 +115,10 @@ def decode_video(path, target_fps: float, height: int, width: int, fps: Optional
         small = torch.einsum("nywc,xw->ncyx", torch.from_numpy(small), weights[1]).clamp_(0, 1)
         out += stream.push(small)
     out += stream.finish()
-    return torch.stack(out), stream.num_input / fps
+    frames = torch.stack(out)
+    del out
+    release_free_memory()
+    return frames, stream.num_input / fps
 
 
 class AudioReader:
