@@ -5,9 +5,10 @@ process killed mid-save leaves the previous checkpoint as the latest loadable on
 records where in the data the run stood.
 
 A checkpoint holds only what training changes (docs/training.md): accelerate's `model.safetensors` keeps
-just the trained parameters (under FSDP, `trained_sharded/`: each rank's shards of them and of their optimizer state), the EMA goes to `ema.safetensors` + `ema.json`, and the frozen modules
-(backbones, a LoRA's base weights) are referenced by source and sha256 in `frozen_modules.json`, so a
-resume against other frozen weights fails instead of silently training a mismatched adapter.
+just the trained parameters (under FSDP, `trained_sharded/` holds each rank's shards of them and of their
+optimizer state), the EMA goes to `ema.safetensors` + `ema.json`, and the frozen modules (backbones, a LoRA's
+base weights) are referenced by source and sha256 in `frozen_modules.json`, so a resume against other frozen
+weights fails instead of silently training a mismatched adapter.
 """
 
 import contextlib
