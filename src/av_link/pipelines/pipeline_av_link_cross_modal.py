@@ -213,17 +213,21 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         if latents is not None and len(groups) > 1:
             raise ValueError("latents can only be passed when all inputs have the same length in model space")
 
-        outputs = [None] * len(rows)
+        outputs, seconds = [None] * len(rows), [item.seconds for item in rows]
+        del items  # each group's inputs are handed to sample_group, which drops them once it has its own copy
         for ids in groups.values():
             pick = lambda x: None if x is None else x[ids]  # noqa: E731
             state = dict(zip(TEXT_INPUTS, [pick(x) for x in text]))
+            group = [rows[r] for r in ids]
+            for r in ids:
+                rows[r] = None
             result = self.sample_group(
-                [rows[r] for r in ids], state, [pick(x) for x in cond_text],
+                group, state, [pick(x) for x in cond_text],
                 [generator[r] for r in ids] if isinstance(generator, list) else generator, latents, t_c,
                 num_inference_steps, sigmas, callback_on_step_end, callback_on_step_end_tensor_inputs, device,
             )
             release_free_memory()  # the sampler's per-pass buffers, before decoding (see utils/heap.py)
-            for r, out in zip(ids, self.decode(result, output_type, [rows[r].seconds for r in ids])):
+            for r, out in zip(ids, self.decode(result, output_type, [seconds[r] for r in ids])):
                 outputs[r] = out
         return self.make_output(outputs, output_type, return_dict)
 
@@ -234,13 +238,14 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         family = self.family(gen)
         backbones = {m: self.family(m).backbone for m in (gen, cond)}
         dtype = family.sampling_dtype  # of the noise and the integrated latents; each backbone gets its own dtype
-        num_video_frames, num_audio_frames = items[0].num_video_frames, items[0].num_audio_frames
+        num_video_frames, num_audio_frames, batch = items[0].num_video_frames, items[0].num_audio_frames, len(items)
         windows = self.windows_for(num_video_frames, num_audio_frames)
         padded = extent(windows)  # both signals are sampled over the windows' extent, then cut back
         # The conditioning input is noised once, with noise from `generator`, and then held fixed.
         signal = torch.cat([item.signal for item in items]).to(device=device, dtype=dtype)
+        items.clear()  # the caller's list: its inputs are no longer held here (memory grows with the input's length)
         signal = self.pad_frames(signal, cond, getattr(padded, cond).stop, self.conditioning_padding)
-        shape = family.latent_shape(len(items), num_audio_frames if gen == "audio" else num_video_frames)
+        shape = family.latent_shape(batch, num_audio_frames if gen == "audio" else num_video_frames)
         if family.noise_first:  # the generated backbone's own pipeline's draw first (see `BackboneFamily.noise_first`)
             latents = self.prepare_latents(shape, generator, latents, device, dtype)
             noise = randn_tensor(signal.shape, generator=generator, device=device, dtype=dtype)
