@@ -24,7 +24,6 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..loaders import AVLinkLoraLoaderMixin
 from ..schedulers.flow_time import precise_timestep, scheduler_output, time_from_timestep
 from ..schedulers.scheduling_flow_match_euler import paper_sigmas
-from ..utils.heap import release_free_memory
 from . import folders
 from .families import family_for
 from .pipeline_output import AVLinkAudioPipelineOutput, AVLinkVideoPipelineOutput
@@ -343,8 +342,6 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
                         for j, (k, b) in enumerate(rows):
                             take(v[b:b + 1], modality, windows[k]).add_(weights[k] * out[j:j + 1])
                     v.div_(norm)
-                    del x, out
-                    release_free_memory()  # the passes' activations: memory flat in the input's length (utils/heap.py)
                 state["latents"] = self.scheduler.step(scheduler_output(v), timestep, latents, return_dict=False)[0].to(dtype)
                 if callback_on_step_end is not None:
                     outputs = callback_on_step_end(self, i, timestep, {k: state[k] for k in callback_on_step_end_tensor_inputs})

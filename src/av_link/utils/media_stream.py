@@ -27,8 +27,8 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from .media_io import MediaError, check_input_file, pcm_to_float32, snap_ntsc_rate
 from .heap import release_free_memory
+from .media_io import MediaError, check_input_file, pcm_to_float32, snap_ntsc_rate
 from .media_probe import MediaInfo, ffmpeg_exe, ffmpeg_reason, probe
 
 __all__ = ["open_video", "iter_video_frames", "decode_video", "AudioReader", "decode_audio"]
