@@ -254,3 +254,40 @@ def test_no_seam_at_window_edges(direction):
     windows = hard.windows_for(*item_frames)
     total = extent(windows).audio.stop if hard.generated == "audio" else extent(windows).video.stop
     assert seam_ratio(hard, windows, total) > 4.0
+
+
+def test_prefix_cache_budget_changes_work_not_samples(monkeypatch):
+    """Conditioning prefixes past PREFIX_CACHE_BYTES are recomputed at every step: the same samples, with the
+    cache holding at most the budget (a long input's memory stays flat)."""
+    from av_link.pipelines import pipeline_av_link_cross_modal as cross_modal
+
+    pipe = pipe_for("v2a")
+    kwargs = conditioning("v2a", 4.62, 3)  # 3 windows, one row each per pass below
+    item = pipe.prepare_conditioning(*kwargs.values())[0]
+    latents = torch.randn(1, item.num_audio_frames, 80, generator=torch.Generator().manual_seed(0))
+    calls, sizes = [], []
+    real = cross_modal.embed_prefix
+
+    def counting(*args, **kw):
+        state = real(*args, **kw)
+        calls.append(1), sizes.append(state.nbytes())
+        return state
+
+    monkeypatch.setattr(cross_modal, "embed_prefix", counting)
+    pipe.register_to_config(max_batch_tokens=1)  # one row per pass: 3 passes a step
+    steps, outputs, counts = pipe.config.num_inference_steps, [], []
+    try:
+        for budget in (None, 0, "one"):
+            if budget is not None:
+                monkeypatch.setattr(cross_modal, "PREFIX_CACHE_BYTES", int(sizes[0] * 1.5) if budget == "one" else 0)
+            calls.clear()
+            out = pipe(**kwargs, prompt="a knock", latents=latents, output_type="latent",
+                       generator=torch.Generator().manual_seed(5))
+            outputs.append(out.audios)
+            counts.append(len(calls))
+    finally:
+        pipe.register_to_config(max_batch_tokens=None)
+    assert counts == [3, 3 * steps, 1 + 2 * steps]
+    assert sizes[0] > 0
+    for got in outputs[1:]:
+        torch.testing.assert_close(got, outputs[0], atol=0, rtol=0)

@@ -40,6 +40,19 @@ class BackboneState:
     def with_hidden(self, hidden: torch.Tensor, next_block: int) -> "BackboneState":
         return replace(self, hidden=hidden, next_block=next_block)
 
+    def nbytes(self) -> int:
+        """Bytes of the tensors the state holds (those it shares with other states counted too)."""
+        fields = [self.hidden, self.temb, self.text, self.text_mask, self.rope, self.time_positions, self.extra.values()]
+        return sum(_tensor_bytes(f) for f in fields)
+
+
+def _tensor_bytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (tuple, list, type({}.values()))):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
 
 def check_timestep(timestep, batch_size: int, device) -> torch.Tensor:
     t = torch.as_tensor(timestep, device=device)

@@ -12,6 +12,10 @@ from .inputs import split_inputs
 from .pipeline_av_link_base import AXIS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
 from .windows import extent
 
+# Cached conditioning prefixes (see `sample_group`): a 5-minute input at the shipped tiny V2A model's size needs ~37 MB
+# for all its windows, a 10 s one ~1 MB; past this budget they are recomputed at each step.
+PREFIX_CACHE_BYTES = 16 * 2**20
+
 # Components beside the backbones, adapter and scheduler; each modality's family says which it needs: av-link's own
 # backbones the shared text encoder, the mel front end (and a vocoder to give waveforms); diffusers' Wan / LongCat
 # their VAE and a text encoder, shared, or per modality (`audio_text_encoder`, ...) where the two differ.
@@ -257,17 +261,23 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         state["latents"] = self.pad_frames(latents, gen, getattr(padded, gen).stop, self.noise_filler(generator))
 
         # Blocks before the first fusion point see the same input at every step: each pass's rows run them
-        # once, at the first step.
-        prefixes = {}
+        # once, at the first step, while the cached states fit PREFIX_CACHE_BYTES; the passes past it recompute
+        # theirs at every step, so memory stays flat in the input's length.
+        prefixes, cached_bytes = {}, 0
 
         def velocity(x, t, rows, state):
-            if rows not in prefixes:
+            nonlocal cached_bytes
+            prefix = prefixes.get(rows)
+            if prefix is None:
                 samples = [b for _, b in rows]
                 x_cond = torch.cat([take(noisy_signal[b:b + 1], cond, windows[k]) for k, b in rows])
                 text = [None if c is None else c[samples] for c in cond_text]
-                prefixes[rows] = embed_prefix(backbones[cond], self.fusion_adapter, cond, x_cond, t_c, *text)
+                prefix = embed_prefix(backbones[cond], self.fusion_adapter, cond, x_cond, t_c, *text)
+                size = prefix.nbytes()
+                if cached_bytes + size <= PREFIX_CACHE_BYTES:
+                    prefixes[rows], cached_bytes = prefix, cached_bytes + size
             (x, t, text, mask), *unconditional = self.guidance_inputs(x.to(backbones[gen].dtype), t, rows, state)
-            inputs = {gen: x, cond: prefixes[rows]}
+            inputs = {gen: x, cond: prefix}
             out = joint_forward(
                 backbones["audio"], backbones["video"], self.fusion_adapter,
                 audio=inputs["audio"], video=inputs["video"],
