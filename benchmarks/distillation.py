@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from av_link.data.synthetic_v2 import make_synthhits_v2_dataset
-from av_link.evaluation import _audio_scores, _video_scores, format_table, load_clips, load_pipelines, to_uint8_frames
+from av_link.evaluation import audio_scores, video_scores, format_table, load_clips, load_pipelines, to_uint8_frames
 from av_link.utils.media_io import read_audio, read_video, to_mono
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,11 +32,11 @@ def sample(pipe, direction: str, clip, frames, fps, wave, sr, steps: int, seed: 
         out = pipe(video=frames, video_fps=fps, prompt=clip.audio_caption, conditioning_prompt=clip.video_caption,
                    num_inference_steps=steps, generator=generator)
         seconds = time.perf_counter() - started
-        return {**_audio_scores(out.audios[0], out.sample_rate, clip), "seconds": seconds}
+        return {**audio_scores(out.audios[0], out.sample_rate, clip), "seconds": seconds}
     out = pipe(audio=wave, sample_rate=sr, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption,
                num_inference_steps=steps, generator=generator)
     seconds = time.perf_counter() - started
-    return {**_video_scores(to_uint8_frames(out.frames[0]), out.fps, clip), "seconds": seconds}
+    return {**video_scores(to_uint8_frames(out.frames[0]), out.fps, clip), "seconds": seconds}
 
 
 def run_split(teachers, students, clips, seed: int) -> dict:

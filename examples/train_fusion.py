@@ -37,7 +37,7 @@ from av_link.training.arguments import add_training_arguments, check_training_ar
 from av_link.training.fusion_latent import add_latent_arguments, train_between_diffusers_backbones, uses_own_backbones
 from av_link.training.lora import add_lora_adapters, add_lora_arguments, check_lora_arguments, lora_training_info
 from av_link.training.loop import make_accelerator, train
-from av_link.training.objectives import FusionObjective, ObjectiveConfig
+from av_link.training.objectives import FusionObjective, fusion_objective_config
 from av_link.training.setup import training_info
 from av_link.training.text import FrozenTextEncoder
 
@@ -55,6 +55,9 @@ def parse_args(argv=None):
                              "(default: fresh blocks of --preset and --adapter_config)")
     parser.add_argument("--generated_text_dropout", type=float, default=0.5)
     parser.add_argument("--conditioning_text_dropout", type=float, default=0.2)
+    parser.add_argument("--paired_text_dropout", type=float, default=0.0,
+                        help="probability of dropping both prompts together, on top of the two drops above: more "
+                             "training for the empty-prompt use, where the sound's kind must come from the picture")
     parser.add_argument("--logit_mean", type=float, default=-1.0,
                         help="mean of the logit-normal flow time of the generated modality (t = 0 is noise). Lower "
                              "values train more at the noisy times where only the conditioning input can decide the "
@@ -117,8 +120,7 @@ def main(argv=None):
         cache_dir=args.cache_dir, seed=args.seed, return_waveform=False, repeat_fps=args.repeat_fps,
     )
     encoder = FrozenTextEncoder(t2a.text_encoder, t2a.tokenizer).to(accelerator.device)
-    cfg = ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std,
-                          generated_text_dropout=args.generated_text_dropout, conditioning_text_dropout=args.conditioning_text_dropout)
+    cfg = fusion_objective_config(args)
     objective = FusionObjective(adapter, audio_model, video_model, encoder, args.task, cfg)
     # A backbone's LoRA lives inside the backbone: then the trained parameters are all those of the objective.
     trainable = objective if {"audio", "video"} & set(args.lora_targets) else adapter

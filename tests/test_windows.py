@@ -66,7 +66,8 @@ def sequential(pipe, kwargs, latents, seed, guidance_scale):
                                 audio=inputs["audio"], video=inputs["video"],
                                 audio_timestep=t if gen == "audio" else t_c, video_timestep=t if gen == "video" else t_c,
                                 audio_text=texts["audio"][0], video_text=texts["video"][0],
-                                audio_text_mask=texts["audio"][1], video_text_mask=texts["video"][1])
+                                audio_text_mask=texts["audio"][1], video_text_mask=texts["video"][1],
+                                return_audio=gen == "audio", return_video=gen == "video")
             v_window = getattr(out, gen)
             if guidance_scale > 1:
                 v_uncond = pipe.transformer_for(gen)(inputs[gen], t, negative, negative_mask).sample

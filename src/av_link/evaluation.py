@@ -101,7 +101,7 @@ def fit_kind_classifier(num_per_kind: int = 24, seed: int = KIND_CLASSIFIER_SEED
     return SoundKindClassifier().fit(waves, [config.sample_rate] * len(waves), kinds)
 
 
-def _audio_scores(waveform, sample_rate, clip: Clip, classifier=None) -> dict:
+def audio_scores(waveform, sample_rate, clip: Clip, classifier=None) -> dict:
     onsets = onset_metrics(waveform, sample_rate, reference_times=clip.event_times)
     scores = {"onset_acc": onsets["acc"], "onset_precision": onsets["precision"], "onset_f1": onsets["f1"],
               "onset_ap": onsets["ap"], "onsets": onsets["generated_onsets"].tolist()}
@@ -111,7 +111,7 @@ def _audio_scores(waveform, sample_rate, clip: Clip, classifier=None) -> dict:
     return scores
 
 
-def _video_scores(frames, fps, clip: Clip) -> dict:
+def video_scores(frames, fps, clip: Clip) -> dict:
     if clip.version >= 2:
         found = contact_time_metrics(frames, clip.event_times, fps)
         return {"contact_acc": found["accuracy"], "contact_precision": found["precision"], "contact_f1": found["f1"],
@@ -177,7 +177,7 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
             waveforms.setdefault(method, []).append((np.asarray(wave, dtype=np.float32), rate))
 
     def audio_row(method, wave, rate, **kw):
-        row[method] = _audio_scores(wave, rate, clip, **kw)
+        row[method] = audio_scores(wave, rate, clip, **kw)
         keep(method, wave, rate)
 
     for i, clip in enumerate(tqdm(clips, desc="SynthHits", disable=not progress)):
@@ -203,11 +203,11 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
                 out = pipe(audio=wave, sample_rate=sr, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption,
                            generator=generator, **sampling)
                 generated = to_uint8_frames(out.frames[0])
-                row[name] = _video_scores(generated, out.fps, clip)
-                row["periodic flashes"] = _video_scores(periodic_flashes(generated), out.fps, clip)
+                row[name] = video_scores(generated, out.fps, clip)
+                row["periodic flashes"] = video_scores(periodic_flashes(generated), out.fps, clip)
             else:
                 out = pipe(prompt=clip.video_caption, duration_in_s=seconds, generator=generator, **sampling)
-                row[name] = _video_scores(to_uint8_frames(out.frames[0]), out.fps, clip)
+                row[name] = video_scores(to_uint8_frames(out.frames[0]), out.fps, clip)
         if v2a is not None:
             audio_row("ground-truth audio", wave, sr, classifier=classifier if kinds else None)
             audio_row("ground-truth audio (vocoded)", *through_audio_path(v2a, wave, sr), classifier=classifier if kinds else None)
@@ -216,7 +216,7 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
                 warnings.simplefilter("ignore", UserWarning)
                 audio_row("silence", np.zeros_like(wave), sr)
         if a2v is not None:
-            row["ground-truth video"] = _video_scores(frames, fps, clip)
+            row["ground-truth video"] = video_scores(frames, fps, clip)
         per_clip.append(row)
     return {"per_clip": per_clip, "summary": summarize(per_clip), "by_fps": summarize_by_fps(per_clip),
             "waveforms": waveforms}

@@ -27,8 +27,15 @@ from .backbone import checkpointed
 from .backbone_views import as_backbone
 from .casting import compute_dtype
 from .dit_block import modulate
+from .fusion_variants import ConcatToText, DirectAlignment, instants
 from .presets import PresetMixin
 from .rope import rope_1d
+
+
+FUSION_TYPES = ("fusion_blocks", "cross_attention", "direct", "concat_text")
+REINJECT = ("both", "audio", "video")
+ROPE_POSITIONS = ("time", "index")
+CONDITIONING_TIMES = ("fixed", "uniform")
 
 
 def interleaved_layers(num_blocks: int, num_layers: int) -> list[int]:
@@ -49,9 +56,12 @@ def time_bias_slopes(num_heads: int) -> torch.Tensor:
 
 class AVLinkFusionBlock(nn.Module):
     def __init__(self, audio_dim: int, video_dim: int, dim: int, num_heads: int, mlp_dim: int, qk_norm: bool, eps: float,
-                 time_bias: bool = False):
+                 time_bias: bool = False, cross_modal_only: bool = False):
         super().__init__()
         self.dim = dim
+        # The paper's "symmetric cross-attention" ablation: the same attention, with each modality's tokens
+        # attending only to the other modality's (audio -> video and video -> audio), never to their own.
+        self.cross_modal_only = cross_modal_only
         # Learned per-head slopes (log2) of a -slope * |time distance| logit bias: see AVLinkFusionAdapter.
         self.time_bias_log2_slope = nn.Parameter(torch.log2(time_bias_slopes(num_heads))) if time_bias else None
         self.audio_in = nn.Linear(audio_dim, dim)
@@ -79,11 +89,19 @@ class AVLinkFusionBlock(nn.Module):
         d = self.dim
         return mod.split([d, d, d, d, d, mod.shape[-1] - 5 * d], dim=-1)
 
-    def attention_bias(self, time_distance: torch.Tensor | None) -> torch.Tensor | None:
-        """(H, L, L) logit bias from the (L, L) token time distances, or None without a time bias."""
-        if self.time_bias_log2_slope is None or time_distance is None:
-            return None
-        return -torch.exp2(self.time_bias_log2_slope)[:, None, None] * time_distance
+    def attention_bias(self, time_distance: torch.Tensor | None, num_audio: int = 0,
+                       num_tokens: int = 0) -> torch.Tensor | None:
+        """(H or 1, L, L) logit bias: the time bias from the (L, L) token time distances, and -inf between tokens of
+        the same modality for cross-modal-only attention (the first `num_audio` of `num_tokens` are audio); or None."""
+        bias = None
+        if self.time_bias_log2_slope is not None and time_distance is not None:
+            bias = -torch.exp2(self.time_bias_log2_slope)[:, None, None] * time_distance
+        if self.cross_modal_only:
+            is_audio = torch.arange(num_tokens, device=self.audio_modulation.device) < num_audio
+            same = is_audio[:, None] == is_audio[None, :]
+            blocked = torch.zeros(1, num_tokens, num_tokens, device=same.device).masked_fill(same, float("-inf"))
+            bias = blocked if bias is None else bias + blocked
+        return bias
 
     def forward(self, audio, video, audio_mod, video_mod, rope, return_audio: bool = True, return_video: bool = True,
                 time_distance: torch.Tensor | None = None):
@@ -93,7 +111,7 @@ class AVLinkFusionBlock(nn.Module):
         a, v = self.audio_in(audio), self.video_in(video)
         la = a.shape[1]
         joint = torch.cat([modulate(self.norm1(a), sa1, ca1), modulate(self.norm1(v), sv1, cv1)], dim=1)
-        bias = self.attention_bias(time_distance)
+        bias = self.attention_bias(time_distance, la, joint.shape[1])
         if return_audio and return_video:
             joint = self.attn(joint, rotary_emb=rope, attention_bias=bias)
             a = a + ga1[:, None] * joint[:, :la]
@@ -139,6 +157,22 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
             in RoPE's fastest pair; the bias makes some heads local from step 0. On SynthHits v2 it did not by
             itself make a tiny adapter time sounds from the motion (training the generated modality at lower
             t did: docs/synthhits.md); whether it is still needed with that schedule is not measured.
+
+    The paper's ablations (Table 2; docs/ablations.md) are config, not other classes:
+        fusion_type: "fusion_blocks" (the method), "cross_attention" (the same blocks, each modality attending only
+            to the other), "direct" (direct alignment: per fusion point a zero-initialised linear map of the other
+            modality's time-aligned features, added; no attention, no adaLN) or "concat_text" (the conditioning
+            features after its last fusion point, one token per instant, projected and appended to the generated
+            backbone's text tokens; `reinject` names the generated modality). See `fusion_variants`.
+        reinject: "both" (symmetric reinjection, the method) or "audio" / "video": only that backbone takes the
+            adapter's outputs; the other one's activations are left as they are ("static conditioning features",
+            the paper's "w/o symm. reinj."). Then the conditioning backbone's features do not depend on the sampling
+            step, and the pipelines run it once per input, not once per step (`joint.conditioning_states`).
+        rope_positions: "time" (each token at its time in seconds x `time_rate`, the method) or "index" (each
+            modality's own token index along time: audio token n -> n, video frame m -> m; not aligned).
+        conditioning_time: how training draws the conditioning modality's flow time: "fixed" (the paper's 0.96 for
+            V2A, 0.8 for A2V) or "uniform" (U(0, 1) per sample). Sampling uses the pipeline's
+            `conditioning_timestep` either way (0.96 / 0.8 by default), a time inside the uniform range.
     """
 
     _supports_gradient_checkpointing = True
@@ -166,8 +200,20 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         eps: float = 1e-6,
         rope_theta: float = 10000.0,
         time_bias: bool = False,
+        fusion_type: str = "fusion_blocks",
+        reinject: str = "both",
+        rope_positions: str = "time",
+        conditioning_time: str = "fixed",
     ):
         super().__init__()
+        for name, value, allowed in (("fusion_type", fusion_type, FUSION_TYPES), ("reinject", reinject, REINJECT),
+                                     ("rope_positions", rope_positions, ROPE_POSITIONS),
+                                     ("conditioning_time", conditioning_time, CONDITIONING_TIMES)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if fusion_type == "concat_text" and reinject == "both":
+            raise ValueError('fusion_type "concat_text" appends to one backbone\'s text: set reinject to the generated '
+                             'modality ("audio" for V2A, "video" for A2V)')
         for name, value in dict(audio_dim=audio_dim, video_dim=video_dim, hidden_size=hidden_size, mlp_dim=mlp_dim,
                                 num_audio_layers=num_audio_layers, num_video_layers=num_video_layers,
                                 time_embed_dim=time_embed_dim).items():
@@ -198,12 +244,20 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         self.register_to_config(video_layers=video_layers, audio_layers=audio_layers, num_blocks=len(video_layers))
 
         self.time_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0, scale=1000)
-        self.audio_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + audio_dim)
-        self.video_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + video_dim)
-        self.blocks = nn.ModuleList(
-            AVLinkFusionBlock(audio_dim, video_dim, hidden_size, num_attention_heads, mlp_dim, qk_norm, eps, time_bias)
-            for _ in video_layers
-        )
+        self.blocks, self.direct, self.concat = nn.ModuleList(), nn.ModuleList(), None
+        if fusion_type in ("fusion_blocks", "cross_attention"):
+            self.audio_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + audio_dim)
+            self.video_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + video_dim)
+            self.blocks.extend(
+                AVLinkFusionBlock(audio_dim, video_dim, hidden_size, num_attention_heads, mlp_dim, qk_norm, eps, time_bias,
+                                  cross_modal_only=fusion_type == "cross_attention")
+                for _ in video_layers
+            )
+        elif fusion_type == "direct":
+            self.direct.extend(DirectAlignment(audio_dim, video_dim) for _ in video_layers)
+        else:  # concat_text: the conditioning modality is the one not reinjected
+            conditioning_dim, generated_dim = (video_dim, audio_dim) if reinject == "audio" else (audio_dim, video_dim)
+            self.concat = ConcatToText(conditioning_dim, generated_dim, eps)
         self.gradient_checkpointing = False
 
     @staticmethod
@@ -230,17 +284,28 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
                     f"but the fusion adapter expects {side}_dim={dim} and num_{side}_layers={depth}"
                 )
 
+    def reinjects(self, modality: str) -> bool:
+        """Whether the adapter's outputs go back into `modality`'s backbone (see `reinject`)."""
+        return self.config.reinject in ("both", modality)
+
+    def rope_positions(self, audio_seconds: torch.Tensor, video_seconds: torch.Tensor) -> torch.Tensor:
+        """RoPE positions of the concatenated [audio, video] tokens: seconds x time_rate, or with
+        `rope_positions="index"` each modality's own token index along time (not aligned across modalities)."""
+        if self.config.rope_positions == "index":
+            return torch.cat([instants(audio_seconds)[1], instants(video_seconds)[1]]).double()
+        return torch.cat([audio_seconds, video_seconds]).double() * self.config.time_rate
+
     def time_rope(self, audio_seconds: torch.Tensor, video_seconds: torch.Tensor):
         """cos/sin tables for the concatenated [audio, video] tokens, from their times in seconds."""
-        seconds = torch.cat([audio_seconds, video_seconds])
-        return rope_1d(seconds * self.config.time_rate, self.config.hidden_size // self.config.num_attention_heads, self.config.rope_theta)
+        positions = self.rope_positions(audio_seconds, video_seconds)
+        return rope_1d(positions, self.config.hidden_size // self.config.num_attention_heads, self.config.rope_theta)
 
     def time_distance(self, audio_seconds: torch.Tensor, video_seconds: torch.Tensor) -> torch.Tensor | None:
-        """(L, L) |time difference| of the concatenated [audio, video] tokens in RoPE positions (seconds x
-        time_rate), for the time bias; None when the adapter has none."""
+        """(L, L) |difference| of the concatenated [audio, video] tokens' RoPE positions (seconds x time_rate, or the
+        indices), for the time bias; None when the adapter has none."""
         if not self.config.time_bias:
             return None
-        positions = torch.cat([audio_seconds, video_seconds]).float() * self.config.time_rate
+        positions = self.rope_positions(audio_seconds, video_seconds).float()
         return (positions[:, None] - positions[None, :]).abs()
 
     def modulation(self, audio_timestep: torch.Tensor, video_timestep: torch.Tensor):

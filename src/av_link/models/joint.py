@@ -1,6 +1,6 @@
-"""The joint forward: both backbones block by block, the Fusion Blocks between them."""
+"""The joint forward: both backbones block by block, the adapter's links (Fusion Blocks or an ablation's) between them."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -14,6 +14,24 @@ class JointOutput:
     video: torch.Tensor | None  # video velocity, or None when not requested
 
 
+@dataclass
+class ConditioningStates:
+    """A backbone's states at every point where the adapter reads it, for an adapter that does not reinject into it
+    (static conditioning features): they do not depend on the other modality, so a sampler computes them once per
+    input (`conditioning_states`) and every step reuses them. `states[k]` is the state after block
+    `layers[k]`."""
+
+    states: list
+    layers: list
+
+    def nbytes(self) -> int:
+        return sum(state.nbytes() for state in self.states)
+
+
+def _layers(fusion_adapter, side: str) -> list:
+    return list(fusion_adapter.config.video_layers if side == "video" else fusion_adapter.config.audio_layers)
+
+
 def embed_prefix(transformer, fusion_adapter, side: str, hidden_states, timestep, text, text_mask=None) -> BackboneState:
     """Embed one backbone's input and run its blocks up to its first fusion point.
 
@@ -21,10 +39,25 @@ def embed_prefix(transformer, fusion_adapter, side: str, hidden_states, timestep
     same at every sampling step, so a sampler computes it once and passes the state to
     `joint_forward` instead of the raw input.
     """
-    layers = fusion_adapter.config.video_layers if side == "video" else fusion_adapter.config.audio_layers
     transformer = as_backbone(transformer)
     state = transformer.embed(hidden_states, timestep, text, text_mask)
-    return transformer.run_blocks(state, layers[0] + 1)
+    return transformer.run_blocks(state, _layers(fusion_adapter, side)[0] + 1)
+
+
+def conditioning_states(transformer, fusion_adapter, side: str, hidden_states, timestep, text,
+                        text_mask=None) -> ConditioningStates:
+    """`side`'s states at every fusion point, for an adapter that leaves that backbone unchanged (one run through it)."""
+    if fusion_adapter.reinjects(side):
+        raise ValueError(f"the adapter reinjects into the {side} backbone, so its features change with the other "
+                         "modality at every step: use embed_prefix")
+    transformer = as_backbone(transformer)
+    state = transformer.embed(hidden_states, timestep, text, text_mask)
+    layers = _layers(fusion_adapter, side)[-1:] if fusion_adapter.config.fusion_type == "concat_text" else _layers(fusion_adapter, side)
+    states = []
+    for layer in layers:
+        state = transformer.run_blocks(state, layer + 1)
+        states.append(state)
+    return ConditioningStates(states, layers)
 
 
 def joint_forward(
@@ -43,10 +76,10 @@ def joint_forward(
     return_video: bool = True,
     unfused_rows: int = 0,
 ) -> JointOutput:
-    """Velocities of both modalities with the Fusion Blocks linking the two backbones.
+    """Velocities of both modalities with the adapter (Fusion Blocks, or an ablation's links) between the two backbones.
 
     `audio` / `video` are the noisy inputs (or a `BackboneState` from `embed_prefix`, whose text is
-    then already embedded). Work whose result is unused is skipped: with `return_video=False` (V2A)
+    then already embedded, or for a side the adapter does not reinject into, its `ConditioningStates`). Work whose result is unused is skipped: with `return_video=False` (V2A)
     the last Fusion Block's video MLP, the video blocks after it and the video output layer never run; A2V is
     symmetric with `return_audio=False`.
 
@@ -58,42 +91,95 @@ def joint_forward(
         raise ValueError("joint_forward: request at least one of return_audio / return_video")
     if unfused_rows and return_audio == return_video:
         raise ValueError("joint_forward: unfused_rows needs exactly one of return_audio / return_video")
+    for side, wanted in (("audio", return_audio), ("video", return_video)):
+        if wanted and not fusion_adapter.reinjects(side):
+            raise ValueError(f"the adapter reinjects only into the {fusion_adapter.config.reinject} backbone "
+                             f"(reinject={fusion_adapter.config.reinject!r}): it cannot condition the {side} output")
     # av-link's own backbones, or views of diffusers ones (built with their token clocks: backbone_views.as_backbone)
-    audio_transformer, video_transformer = as_backbone(audio_transformer), as_backbone(video_transformer)
-    fusion_adapter.check_backbones(audio_transformer, video_transformer)
-    if not isinstance(audio, BackboneState):
-        audio = audio_transformer.embed(audio, audio_timestep, audio_text, audio_text_mask)
-    if not isinstance(video, BackboneState):
-        video = video_transformer.embed(video, video_timestep, video_text, video_text_mask)
+    models = dict(audio=as_backbone(audio_transformer), video=as_backbone(video_transformer))
+    fusion_adapter.check_backbones(models["audio"], models["video"])
+    states = dict(audio=audio, video=video)
+    given = dict(audio=(audio_timestep, audio_text, audio_text_mask), video=(video_timestep, video_text, video_text_mask))
+    for side, state in states.items():
+        if isinstance(state, ConditioningStates):
+            if fusion_adapter.reinjects(side):
+                raise ValueError(f"{side} is given as ConditioningStates, but the adapter reinjects into it")
+        elif not isinstance(state, BackboneState):
+            states[side] = models[side].embed(state, *given[side])
+    first = {side: s.states[0] if isinstance(s, ConditioningStates) else s for side, s in states.items()}
     extra = {"audio": unfused_rows if return_audio else 0, "video": unfused_rows if return_video else 0}
-    batch = audio.hidden.shape[0] - extra["audio"]  # rows that go through the Fusion Blocks
-    if video.hidden.shape[0] - extra["video"] != batch or batch < 1:
-        raise ValueError(f"audio batch size {audio.hidden.shape[0]} != video batch size {video.hidden.shape[0]}"
-                         + (f" + {unfused_rows} unfused rows" if unfused_rows else ""))
-    t_a = check_timestep(audio_timestep, batch + extra["audio"], audio.hidden.device)[:batch]
-    t_v = check_timestep(video_timestep, batch + extra["video"], video.hidden.device)[:batch]
-    audio_mod, video_mod = fusion_adapter.modulation(t_a, t_v)
-    rope = fusion_adapter.time_rope(audio.time_positions, video.time_positions)
-    time_distance = fusion_adapter.time_distance(audio.time_positions, video.time_positions)
+    batch = first["audio"].hidden.shape[0] - extra["audio"]  # rows that go through the adapter
+    if first["video"].hidden.shape[0] - extra["video"] != batch or batch < 1:
+        raise ValueError(f"audio batch size {first['audio'].hidden.shape[0]} != video batch size "
+                         f"{first['video'].hidden.shape[0]}" + (f" + {unfused_rows} unfused rows" if unfused_rows else ""))
+    kind = fusion_adapter.config.fusion_type
+    if kind == "concat_text":
+        generated = fusion_adapter.config.reinject
+        out = _concat_to_text(fusion_adapter, models, states, generated, batch)
+        return JointOutput(**{generated: out, ("video" if generated == "audio" else "audio"): None})
+
+    audio_seconds, video_seconds = first["audio"].time_positions, first["video"].time_positions
+    if kind != "direct":
+        t_a = check_timestep(audio_timestep, batch + extra["audio"], first["audio"].hidden.device)[:batch]
+        t_v = check_timestep(video_timestep, batch + extra["video"], first["video"].hidden.device)[:batch]
+        audio_mod, video_mod = fusion_adapter.modulation(t_a, t_v)
+        rope = fusion_adapter.time_rope(audio_seconds, video_seconds)
+        time_distance = fusion_adapter.time_distance(audio_seconds, video_seconds)
 
     last = len(fusion_adapter.placement) - 1
     for index, (video_layer, audio_layer) in enumerate(fusion_adapter.placement):
-        audio = audio_transformer.run_blocks(audio, audio_layer + 1)
-        video = video_transformer.run_blocks(video, video_layer + 1)
-        if audio.next_block != audio_layer + 1 or video.next_block != video_layer + 1:
-            raise ValueError(f"a precomputed backbone state has run past fusion block {index}'s position")
-        fused_audio, fused_video = fusion_adapter.fuse(
-            index, audio.hidden[:batch], video.hidden[:batch], audio_mod, video_mod, rope,
-            return_audio=return_audio or index < last, return_video=return_video or index < last,
-            time_distance=time_distance,
-        )
-        audio = audio.with_hidden(_with_unfused(fused_audio, audio.hidden, batch), audio.next_block)
-        video = video.with_hidden(_with_unfused(fused_video, video.hidden, batch), video.next_block)
+        audio = _state_at(models["audio"], states["audio"], index, audio_layer)
+        video = _state_at(models["video"], states["video"], index, video_layer)
+        into_audio = (return_audio or index < last) and fusion_adapter.reinjects("audio")
+        into_video = (return_video or index < last) and fusion_adapter.reinjects("video")
+        if kind == "direct":
+            fused_audio, fused_video = fusion_adapter.direct[index](
+                audio.hidden[:batch], video.hidden[:batch], audio_seconds, video_seconds, into_audio, into_video)
+        else:
+            fused_audio, fused_video = fusion_adapter.fuse(
+                index, audio.hidden[:batch], video.hidden[:batch], audio_mod, video_mod, rope,
+                return_audio=into_audio, return_video=into_video, time_distance=time_distance,
+            )
+        for side, state, fused, into in (("audio", audio, fused_audio, into_audio), ("video", video, fused_video, into_video)):
+            if not isinstance(states[side], ConditioningStates):  # those stay the precomputed list
+                states[side] = state.with_hidden(_with_unfused(fused, state.hidden, batch), state.next_block) if into else state
 
     return JointOutput(
-        audio=audio_transformer.unembed(audio_transformer.run_blocks(audio)) if return_audio else None,
-        video=video_transformer.unembed(video_transformer.run_blocks(video)) if return_video else None,
+        audio=models["audio"].unembed(models["audio"].run_blocks(states["audio"])) if return_audio else None,
+        video=models["video"].unembed(models["video"].run_blocks(states["video"])) if return_video else None,
     )
+
+
+def _state_at(model, state, index: int, layer: int) -> BackboneState:
+    """The backbone's state after block `layer`, the adapter's point `index`: run to it, or precomputed."""
+    if isinstance(state, ConditioningStates):
+        return state.states[index]
+    state = model.run_blocks(state, layer + 1)
+    if state.next_block != layer + 1:
+        raise ValueError(f"a precomputed backbone state has run past fusion point {index}'s position")
+    return state
+
+
+def _concat_to_text(fusion_adapter, models: dict, states: dict, generated: str, batch: int) -> torch.Tensor:
+    """Concat-to-text: the conditioning backbone's features after its last fusion point become extra text tokens
+    of the generated backbone (masked out for the unfused rows), which then runs alone; its velocity."""
+    conditioning = "video" if generated == "audio" else "audio"
+    layer = _layers(fusion_adapter, conditioning)[-1]
+    features = _state_at(models[conditioning], states[conditioning], 0, layer)  # its one point
+    tokens = fusion_adapter.concat(features.hidden[:batch], features.time_positions)
+    state = states[generated]
+    if state.next_block != 0:
+        raise ValueError("concat_text extends the text every block reads: give the generated modality as its input")
+    if state.text.shape[-1] != tokens.shape[-1]:
+        raise ValueError(f"concat_text needs the generated backbone's text tokens at its width ({tokens.shape[-1]}); "
+                         f"its state holds text of width {state.text.shape[-1]}")
+    rows, count = state.text.shape[0], tokens.shape[1]
+    tokens = torch.cat([tokens.to(state.text.dtype), tokens.new_zeros(rows - batch, count, tokens.shape[-1]).to(state.text.dtype)])
+    mask = state.text_mask if state.text_mask is not None else torch.ones(state.text.shape[:2], dtype=torch.bool,
+                                                                            device=state.text.device)
+    added = torch.arange(rows, device=mask.device)[:, None].expand(rows, count) < batch
+    state = replace(state, text=torch.cat([state.text, tokens], 1), text_mask=torch.cat([mask, added], 1))
+    return models[generated].unembed(models[generated].run_blocks(state))
 
 
 def _with_unfused(fused: torch.Tensor, hidden: torch.Tensor, batch: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..models.joint import embed_prefix, joint_forward
+from ..models.joint import conditioning_states, embed_prefix, joint_forward
 from ..schedulers.flow_time import noisy_sample
 from ..utils.heap import release_free_memory
 from .inputs import split_inputs
@@ -125,6 +125,9 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                                       sigmas=sigmas, **extra)
         self.check_components(("audio", "video"))
         fusion_adapter.check_backbones(audio_transformer, video_transformer)
+        if not fusion_adapter.reinjects(self.generated):
+            raise ValueError(f"this fusion adapter reinjects only into the {fusion_adapter.config.reinject} backbone, so "
+                             f"it cannot condition the {self.generated} that {type(self).__name__} generates")
 
     @classmethod
     def from_backbones(cls, audio, video, fusion_adapter, **kwargs):
@@ -262,8 +265,11 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
 
         # Blocks before the first fusion point see the same input at every step: each pass's rows run them
         # once, at the first step, while the cached states fit PREFIX_CACHE_BYTES; the passes past it recompute
-        # theirs at every step, so memory stays flat in the input's length.
+        # theirs at every step, so memory stays flat in the input's length. With static conditioning features
+        # (an adapter that does not reinject into the conditioning backbone) that holds for its states at every
+        # fusion point: the conditioning backbone then runs once per input, not once per step.
         prefixes, cached_bytes = {}, 0
+        prefix_of = embed_prefix if self.fusion_adapter.reinjects(cond) else conditioning_states
 
         def velocity(x, t, rows, state):
             nonlocal cached_bytes
@@ -272,7 +278,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                 samples = [b for _, b in rows]
                 x_cond = torch.cat([take(noisy_signal[b:b + 1], cond, windows[k]) for k, b in rows])
                 text = [None if c is None else c[samples] for c in cond_text]
-                prefix = embed_prefix(backbones[cond], self.fusion_adapter, cond, x_cond, t_c, *text)
+                prefix = prefix_of(backbones[cond], self.fusion_adapter, cond, x_cond, t_c, *text)
                 size = prefix.nbytes()
                 if cached_bytes + size <= PREFIX_CACHE_BYTES:
                     prefixes[rows], cached_bytes = prefix, cached_bytes + size

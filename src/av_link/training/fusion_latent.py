@@ -28,7 +28,7 @@ from .linked import (
 )
 from .loop import train
 from .modality_inputs import FamilyInputs
-from .objectives import FusionObjective, ObjectiveConfig
+from .objectives import FusionObjective, fusion_objective_config
 from .setup import training_info
 
 WEIGHT_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -107,8 +107,7 @@ def train_between_diffusers_backbones(args, accelerator, load_adapter):
         for pipe in (audio_pipe, video_pipe):
             pipe.vae.to(device)
             pipe.text_encoder.to(device)
-    cfg = ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std,
-                          generated_text_dropout=args.generated_text_dropout, conditioning_text_dropout=args.conditioning_text_dropout)
+    cfg = fusion_objective_config(args)
     objective = FusionObjective(adapter, audio_pipe.transformer, video_pipe.transformer, inputs, args.task, cfg, views=views)
     trained = train(args, accelerator, objective, adapter, dataset, run_name=f"train_fusion_{args.task}")
     if accelerator.is_main_process:

@@ -23,8 +23,22 @@ class ObjectiveConfig:
     logit_std: float = 1.0
     generated_text_dropout: float = 0.1  # backbones 10%; Fusion Blocks 50% (generated modality)
     conditioning_text_dropout: float = 0.2  # Fusion Blocks: conditioning modality's prompt
+    # Fusion Blocks: both prompts dropped together with this probability, on top of the two drops above, so more
+    # samples teach what the empty-prompt use needs: everything about the sound (its kind too) from the picture.
+    paired_text_dropout: float = 0.0
     v2a_conditioning_time: float = CONDITIONING_TIME["v2a"]
     a2v_conditioning_time: float = CONDITIONING_TIME["a2v"]
+
+
+def fusion_objective_config(args) -> ObjectiveConfig:
+    """The Fusion Block objective's settings from `examples/train_fusion.py`'s arguments."""
+    for name in ("generated_text_dropout", "conditioning_text_dropout", "paired_text_dropout"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ValueError(f"--{name} must be a probability in [0, 1], got {getattr(args, name)}")
+    return ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std,
+                           generated_text_dropout=args.generated_text_dropout,
+                           conditioning_text_dropout=args.conditioning_text_dropout,
+                           paired_text_dropout=args.paired_text_dropout)
 
 
 def _signal(batch: dict, modality: str) -> torch.Tensor:
@@ -58,8 +72,9 @@ def backbone_loss(model, encode_text, batch: dict, modality: str, cfg: Objective
 
 
 def fusion_loss(audio_model, video_model, adapter, inputs, batch: dict, task: str, cfg: ObjectiveConfig, epoch: int) -> torch.Tensor:
-    """Fusion Block training (paper Eq. 5): the conditioning modality sits at its fixed time, the generated
-    one at t ~ logit-normal(-1, 1); the loss is the generated modality's velocity MSE only.
+    """Fusion Block training (paper Eq. 5): the conditioning modality sits at its fixed time (or, for an adapter with
+    `conditioning_time="uniform"`, at t ~ U(0, 1)), the generated one at t ~ logit-normal(-1, 1); the loss is the
+    generated modality's velocity MSE only.
 
     `inputs`: per modality, where its clean signal and text come from (`modality_inputs`), or one text encoder
     callable shared by av-link's own backbones. Backbones given as views (`as_backbone`) take av-link's flow time
@@ -69,18 +84,25 @@ def fusion_loss(audio_model, video_model, adapter, inputs, batch: dict, task: st
     generated = "audio" if task == "v2a" else "video"
     idx = batch["index"]
     x, t, text, mask = {}, {}, {}, {}
+    # drawn from its own streams, and only when used: runs without it draw exactly what they drew before
+    paired = per_sample_rand(_streams(cfg, epoch, idx, f"{task}-paired-text")) < cfg.paired_text_dropout \
+        if cfg.paired_text_dropout > 0 else None
     for modality in ("audio", "video"):
         x1 = inputs[modality].signal(batch)
         noise = per_sample_randn(x1.shape[1:], _streams(cfg, epoch, idx, f"{task}-{modality}-noise"), x1.device, x1.dtype)
         if modality == generated:
             t[modality] = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{task}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
             target = velocity_target(x1, noise).float()
+        elif adapter.config.conditioning_time == "uniform":  # the ablation: t_c ~ U(0, 1) per sample
+            t[modality] = per_sample_rand(_streams(cfg, epoch, idx, f"{task}-conditioning-time")).to(x1.device)
         else:
             fixed = cfg.v2a_conditioning_time if task == "v2a" else cfg.a2v_conditioning_time
             t[modality] = torch.full((x1.shape[0],), fixed, device=x1.device)
         x[modality] = noisy_sample(x1, noise, t[modality])
         p = cfg.generated_text_dropout if modality == generated else cfg.conditioning_text_dropout
         captions = drop_captions(_caption(batch, modality), p, _streams(cfg, epoch, idx, f"{task}-{modality}-text"))
+        if paired is not None:
+            captions = [c if not both else "" for c, both in zip(captions, paired.tolist())]
         text[modality], mask[modality] = inputs[modality].encode_text(captions)
     out = joint_forward(
         audio_model, video_model, adapter, x["audio"], x["video"], t["audio"], t["video"],
