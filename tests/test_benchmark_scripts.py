@@ -63,3 +63,32 @@ def test_memory_counter_runs_under_autocast():
 
     kept, _ = activation_bytes(forward, exclude=[wan.model, longcat.model, adapter])
     assert kept > 0
+
+
+def test_ablation_variants_build_on_the_synthhits_backbones():
+    """Every variant of benchmarks/ablations.py is a valid adapter between the tiny SynthHits backbones (6 audio,
+    4 video blocks); the single placements sit at the paper's relative depths."""
+    import ablations
+
+    from av_link import AVLinkFusionAdapter
+
+    layers = {"audio": 6, "video": 4}
+    for name in ablations.VARIANTS:
+        config = ablations.adapter_config(name, layers)
+        adapter = AVLinkFusionAdapter.from_preset("tiny", audio_dim=64, video_dim=64, num_audio_layers=6,
+                                                  num_video_layers=4, **config)
+        assert adapter.config.num_blocks == 4
+    placements = {name: ablations.adapter_config(name, layers) for name in ablations.PLACEMENT}
+    assert [p["video_layers"][0] for p in placements.values()] == [0, 1, 3]
+    assert [p["audio_layers"][0] for p in placements.values()] == [0, 2, 5]
+    assert "video_layers" not in ablations.adapter_config("fusion_blocks", layers)  # interleaved by default
+
+
+def test_ablation_intervals_and_verdicts():
+    import ablations
+
+    mean, half = ablations.interval([0.5, 0.6, 0.7])
+    assert mean == pytest.approx(0.6) and half == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
+    assert ablations.verdict([0.9, 0.91, 0.92], [0.5, 0.52, 0.51]).startswith("reproduced")
+    assert ablations.verdict([0.6, 0.9, 0.3], [0.5, 0.52, 0.51]).startswith("same direction")
+    assert ablations.verdict([0.4, 0.41, 0.42], [0.5, 0.52, 0.51]).startswith("reversed")
