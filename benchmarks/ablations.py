@@ -56,9 +56,10 @@ VARIANTS = {  # name -> (adapter config over BASE_ADAPTER, extra train_fusion.py
 ORDERINGS = {
     "conditioning time: fixed > uniform": ["fusion_blocks", "uniform_time"],
     "placement: interleaved > each single placement": ["fusion_blocks", *PLACEMENT],
-    "link: Fusion Blocks > symmetric cross-attention > concat-to-text > direct alignment":
-        ["fusion_blocks", "cross_attention", "concat_text", "direct_alignment"],
-    "concat-to-text: w/FT vs without": ["concat_text_ft", "concat_text"],
+    # the paper's concat-to-text row is its w/FT form (a fine-tuned backbone), so the chain uses ours
+    "link: Fusion Blocks > symmetric cross-attention > concat-to-text w/FT > direct alignment":
+        ["fusion_blocks", "cross_attention", "concat_text_ft", "direct_alignment"],
+    "concat-to-text (not in the paper's table): w/FT > without": ["concat_text_ft", "concat_text"],
     "symmetric reinjection > static features": ["fusion_blocks", "static_features"],
     "RoPE (not in the paper's table): time-aligned > per-modality indices": ["fusion_blocks", "rope_index"],
 }
@@ -140,7 +141,7 @@ def score_cell(folder: Path, data: Path, clips: int, steps: int, guidance: float
 
     from av_link import AVLinkTextToAudioPipeline, AVLinkV2APipeline
     from av_link.evaluation import audio_scores, fit_kind_classifier, load_clips
-    from av_link.utils.media_io import read_audio, read_video
+    from av_link.utils.media_io import read_audio, read_video, to_mono
 
     if text_only is not None:
         pipe = AVLinkTextToAudioPipeline.from_pretrained(str(text_only)).to(dtype=torch.float32)
@@ -157,7 +158,7 @@ def score_cell(folder: Path, data: Path, clips: int, steps: int, guidance: float
             generator, sampling = torch.Generator().manual_seed(i), dict(num_inference_steps=steps, guidance_scale=guidance)
             if text_only is not None:
                 wave, rate = read_audio(clip.audio)
-                out = pipe(prompt="", audio_length_in_s=len(wave) / rate, generator=generator, **sampling)
+                out = pipe(prompt="", audio_length_in_s=to_mono(wave).shape[-1] / rate, generator=generator, **sampling)
             else:
                 frames, fps = read_video(clip.video)
                 out = pipe(video=frames, video_fps=fps, prompt="", conditioning_prompt="", generator=generator, **sampling)

@@ -8,7 +8,9 @@ one at t ~ logit-normal(-1, 1); the generated modality's prompt is dropped 50% o
 conditioning one's 20%; the loss is the generated modality's velocity MSE; only the adapter is in
 the optimizer (AdamW, lr 3e-4, betas 0.9/0.99, weight decay 0.01, 10k warmup steps). `--task joint`
 trains one shared adapter for both directions. The output is a complete `AVLinkV2APipeline` /
-`AVLinkA2VPipeline` folder (for joint: `v2a/` and `a2v/` inside the output folder).
+`AVLinkA2VPipeline` folder (for joint: `v2a/` and `a2v/` inside the output folder). `--task joint_generation` trains
+joint text-to-audio+video (both modalities from noise; AV-Link with t_a = t_v, or SyncFlow's / Ishii et al.'s links
+through `--adapter_config`, docs/joint.md) and writes an `AVLinkTextToAudioVideoPipeline`.
 
 Open backbones in latent space: `--audio_model` / `--video_model` may instead be diffusers pipeline folders of a
 registered family (a `LongCatAudioDiTPipeline`, a `WanPipeline`; docs/open_backbones_training.md). Then the objective
@@ -28,7 +30,14 @@ import logging
 import os
 import sys
 
-from av_link import AVLinkA2VPipeline, AVLinkFusionAdapter, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
+from av_link import (
+    AVLinkA2VPipeline,
+    AVLinkFusionAdapter,
+    AVLinkTextToAudioPipeline,
+    AVLinkTextToAudioVideoPipeline,
+    AVLinkTextToVideoPipeline,
+    AVLinkV2APipeline,
+)
 from av_link.data import AVClipDataset
 from av_link.loaders import lora_save_kwargs
 from av_link.pipelines.from_backbones import same_model
@@ -37,14 +46,16 @@ from av_link.training.arguments import add_training_arguments, check_training_ar
 from av_link.training.fusion_latent import add_latent_arguments, train_between_diffusers_backbones, uses_own_backbones
 from av_link.training.lora import add_lora_adapters, add_lora_arguments, check_lora_arguments, lora_training_info
 from av_link.training.loop import make_accelerator, train
-from av_link.training.objectives import FusionObjective, fusion_objective_config
+from av_link.training.objectives import TASKS, FusionObjective, fusion_objective_config
 from av_link.training.setup import training_info
 from av_link.training.text import FrozenTextEncoder
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=["v2a", "a2v", "joint"], required=True)
+    parser.add_argument("--task", choices=list(TASKS), required=True,
+                        help="v2a / a2v; joint: one adapter for both, alternating; joint_generation: text to audio+video "
+                             "together (both from noise, local times from the adapter's timestep_gamma; docs/joint.md)")
     parser.add_argument("--audio_model", required=True,
                         help="text-to-audio pipeline folder (from train_backbone.py, or a diffusers LongCatAudioDiTPipeline)")
     parser.add_argument("--video_model", required=True, help="text-to-video pipeline folder (or a diffusers WanPipeline)")
@@ -139,6 +150,7 @@ def main(argv=None):
         sampling = dict(height=t2v.config.height, width=t2v.config.width, clip_seconds=clip_seconds)
         info = {**training_info(args, dataset, accelerator), **lora_training_info(args)}
         targets = {"v2a": [(AVLinkV2APipeline, args.output_dir)], "a2v": [(AVLinkA2VPipeline, args.output_dir)],
+                   "joint_generation": [(AVLinkTextToAudioVideoPipeline, args.output_dir)],
                    "joint": [(AVLinkV2APipeline, os.path.join(args.output_dir, "v2a")), (AVLinkA2VPipeline, os.path.join(args.output_dir, "a2v"))]}
         for cls, path in targets[args.task]:
             cls(**components, **sampling).save_pretrained(path, training_info=info)

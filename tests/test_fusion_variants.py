@@ -209,8 +209,9 @@ def test_conditioning_states_run_the_conditioning_backbone_once(tiny_models):
         torch.testing.assert_close(cached.audio, run((audio, video, None), adapter, x).audio, atol=1e-6, rtol=0)
         with pytest.raises(ValueError, match="reinjects into the audio"):
             conditioning_states(audio, adapter, "audio", x["audio"], 0.3, x["text"])
-        with pytest.raises(ValueError, match="cannot condition the video output"):
-            run((audio, video, None), adapter, x, return_video=True)
+        with pytest.raises(ValueError, match="cannot condition the video output of a2v"):
+            batch = dict(index=torch.arange(2), mel=x["audio"], video=x["video"], audio_caption=["", ""], video_caption=["", ""])
+            fusion_loss(audio, video, adapter, lambda c: (torch.zeros(len(c), 3, 32), None), batch, "a2v", ObjectiveConfig(), 0)
 
 
 def test_a_pipeline_refuses_an_adapter_that_cannot_condition_its_output():

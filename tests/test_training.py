@@ -129,6 +129,25 @@ def test_joint_task_saves_both_directions(backbones, data, tmp_path):
     assert AVLinkA2VPipeline.from_pretrained(out / "a2v").config.conditioning_timestep == 0.8
 
 
+@pytest.mark.parametrize("adapter_config,lora", [('{"fusion_type": "syncflow", "reinject": "audio"}', ["--lora_targets", "audio"]),
+                                                 ('{"fusion_type": "cmc_pe", "timestep_gamma": 1.5}', [])])
+def test_joint_generation_task_saves_a_text_to_audio_video_pipeline(backbones, data, tmp_path, adapter_config, lora):
+    """SyncFlow (its adaptor, the audio tower trained through a LoRA) and Ishii et al. (CMC-PE, gamma 1.5) trained
+    by train_fusion.py for joint generation; the folder loads and samples both modalities."""
+    from av_link import AVLinkTextToAudioVideoPipeline
+
+    out = tmp_path / "joint_generation"
+    t2a, t2v = backbones
+    run("train_fusion.py", "--task", "joint_generation", "--audio_model", t2a, "--video_model", t2v, "--data_dir", data,
+        "--output_dir", out, "--preset", "tiny", "--adapter_config", adapter_config, "--max_train_steps", "2", *lora, *COMMON)
+    pipe = AVLinkTextToAudioVideoPipeline.from_pretrained(out)
+    if lora:
+        pipe.load_lora_weights(out)
+    assert pipe.fusion_adapter.config.fusion_type == json.loads(adapter_config)["fusion_type"]
+    out = pipe(audio_prompt="a knock", video_prompt="a ball", num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.audios.shape[0] == 1 and out.frames.shape[0] == 1 and np.isfinite(out.audios).all()
+
+
 def test_resume_after_sigkill_is_exact(backbones, data, tmp_path):
     steps = ["--max_train_steps", "6", "--checkpointing_steps", "3", "--use_ema"]  # the saved weights are the EMA's
     fusion(backbones, data, tmp_path / "straight", *steps)

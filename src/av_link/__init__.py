@@ -28,7 +28,9 @@ _import_structure = {
     "pipelines": [
         "AVLinkA2VPipeline",
         "AVLinkAudioPipelineOutput",
+        "AVLinkAudioVideoPipelineOutput",
         "AVLinkTextToAudioPipeline",
+        "AVLinkTextToAudioVideoPipeline",
         "AVLinkTextToVideoPipeline",
         "AVLinkV2APipeline",
         "AVLinkVideoPipelineOutput",

@@ -18,7 +18,8 @@ def register_pipelines() -> None:
 
     from . import pipelines
 
-    for name in ("AVLinkV2APipeline", "AVLinkA2VPipeline", "AVLinkTextToAudioPipeline", "AVLinkTextToVideoPipeline"):
+    for name in ("AVLinkV2APipeline", "AVLinkA2VPipeline", "AVLinkTextToAudioPipeline", "AVLinkTextToVideoPipeline",
+                 "AVLinkTextToAudioVideoPipeline"):
         cls = getattr(pipelines, name)
         if getattr(diffusers, name, cls) is not cls:
             raise ImportError(f"diffusers already defines a {name}; av-link cannot register its own")

@@ -14,6 +14,8 @@ and a video token at the same instant share a rotation and attention scores depe
 far apart in time two tokens are.
 """
 
+import math
+
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
@@ -27,12 +29,12 @@ from .backbone import checkpointed
 from .backbone_views import as_backbone
 from .casting import compute_dtype
 from .dit_block import modulate
-from .fusion_variants import ConcatToText, DirectAlignment, instants
+from .fusion_variants import ConcatToText, DirectAlignment, SyncFlowAdaptor, instants
 from .presets import PresetMixin
 from .rope import rope_1d
 
 
-FUSION_TYPES = ("fusion_blocks", "cross_attention", "direct", "concat_text")
+FUSION_TYPES = ("fusion_blocks", "cross_attention", "direct", "concat_text", "cmc_pe", "syncflow")
 REINJECT = ("both", "audio", "video")
 ROPE_POSITIONS = ("time", "index")
 CONDITIONING_TIMES = ("fixed", "uniform")
@@ -173,6 +175,14 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         conditioning_time: how training draws the conditioning modality's flow time: "fixed" (the paper's 0.96 for
             V2A, 0.8 for A2V) or "uniform" (U(0, 1) per sample). Sampling uses the pipeline's
             `conditioning_timestep` either way (0.96 / 0.8 by default), a time inside the uniform range.
+
+    The related systems' links, for joint text-to-audio+video generation (docs/joint.md):
+        fusion_type "cmc_pe": Ishii et al.'s CMC-PE, temporally local features of the other modality through an MLP
+            connector, added at each fusion point (audio into video as a positional encoding, and video into audio).
+        fusion_type "syncflow" (with reinject="audio"): SyncFlow's modality adaptor, per linked layer, whose output
+            and the audio flow-time embedding the audio backbone's cross-attention reads beside its text.
+        timestep_gamma: Ishii et al.'s timestep adjustment for joint generation (`schedulers.adjusted_times`): a
+            global time t gives the audio and video their own local times; 0 (the default) is t_a = t_v.
     """
 
     _supports_gradient_checkpointing = True
@@ -204,6 +214,7 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         reinject: str = "both",
         rope_positions: str = "time",
         conditioning_time: str = "fixed",
+        timestep_gamma: float = 0.0,
     ):
         super().__init__()
         for name, value, allowed in (("fusion_type", fusion_type, FUSION_TYPES), ("reinject", reinject, REINJECT),
@@ -211,6 +222,8 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
                                      ("conditioning_time", conditioning_time, CONDITIONING_TIMES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if fusion_type == "syncflow" and reinject != "audio":
+            raise ValueError('fusion_type "syncflow" conditions the audio tower on the video only: set reinject="audio"')
         if fusion_type == "concat_text" and reinject == "both":
             raise ValueError('fusion_type "concat_text" appends to one backbone\'s text: set reinject to the generated '
                              'modality ("audio" for V2A, "video" for A2V)')
@@ -244,7 +257,7 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         self.register_to_config(video_layers=video_layers, audio_layers=audio_layers, num_blocks=len(video_layers))
 
         self.time_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0, scale=1000)
-        self.blocks, self.direct, self.concat = nn.ModuleList(), nn.ModuleList(), None
+        self.blocks, self.direct, self.adaptors, self.concat = nn.ModuleList(), nn.ModuleList(), nn.ModuleList(), None
         if fusion_type in ("fusion_blocks", "cross_attention"):
             self.audio_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + audio_dim)
             self.video_time_mlp = self._time_mlp(time_embed_dim, 5 * hidden_size + video_dim)
@@ -253,8 +266,11 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
                                   cross_modal_only=fusion_type == "cross_attention")
                 for _ in video_layers
             )
-        elif fusion_type == "direct":
-            self.direct.extend(DirectAlignment(audio_dim, video_dim) for _ in video_layers)
+        elif fusion_type in ("direct", "cmc_pe"):
+            self.direct.extend(DirectAlignment(audio_dim, video_dim, mlp=fusion_type == "cmc_pe", eps=eps) for _ in video_layers)
+        elif fusion_type == "syncflow":
+            heads = math.gcd(video_dim, num_attention_heads)
+            self.adaptors = nn.ModuleList(SyncFlowAdaptor(video_dim, audio_dim, heads, eps) for _ in video_layers)
         else:  # concat_text: the conditioning modality is the one not reinjected
             conditioning_dim, generated_dim = (video_dim, audio_dim) if reinject == "audio" else (audio_dim, video_dim)
             self.concat = ConcatToText(conditioning_dim, generated_dim, eps)

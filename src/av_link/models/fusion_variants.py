@@ -8,7 +8,10 @@
   block cross-attends. The appended tokens take attention weight from the first step, so this link is not the
   identity when untrained (as in the paper, whose variant has no gate either).
 
-Both need the features of one modality at the other's token times: `time_pooling` averages the source tokens of
+- `SyncFlowAdaptor` (SyncFlow's modality adaptor): video features -> extra cross-attention context of the audio
+  tower, per linked layer.
+
+Direct alignment and CMC-PE need the features of one modality at the other's token times: `time_pooling` averages the source tokens of
 each instant (a video frame's spatial tokens, or one audio token), then gives every destination instant the mean of
 the source instants inside its interval [its time, the next destination time), or, when the source is sparser and
 none falls inside, the latest source instant at or before it (the first one before any). Audio -> video pools the
@@ -51,16 +54,25 @@ def align(source: torch.Tensor, source_seconds: torch.Tensor, destination_second
     return (weights.to(source.dtype) @ source)[:, index]
 
 
-class DirectAlignment(nn.Module):
-    """One fusion point of direct alignment: `video -> audio` and `audio -> video` linear maps, both zero."""
+def _connector(in_dim: int, out_dim: int, mlp: bool, eps: float) -> nn.Module:
+    """A linear map, or LayerNorm -> Linear -> GELU -> Linear; the last layer zero, so it starts at the identity."""
+    layers = [nn.LayerNorm(in_dim, eps=eps), nn.Linear(in_dim, out_dim), nn.GELU(approximate="tanh"),
+              nn.Linear(out_dim, out_dim)] if mlp else [nn.Linear(in_dim, out_dim)]
+    nn.init.zeros_(layers[-1].weight)
+    nn.init.zeros_(layers[-1].bias)
+    return nn.Sequential(*layers)
 
-    def __init__(self, audio_dim: int, video_dim: int):
+
+class DirectAlignment(nn.Module):
+    """One fusion point of time-aligned addition: the other modality's features at this modality's token times,
+    through a connector, added. Direct alignment (AV-Link's ablation): linear connectors. CMC-PE (Ishii et al.
+    2024): MLP connectors, the audio added to the video "as a positional encoding", and (our choice, where the
+    summary leaves the audio side open) the video to the audio the same way. Zero-initialised both ways."""
+
+    def __init__(self, audio_dim: int, video_dim: int, mlp: bool = False, eps: float = 1e-6):
         super().__init__()
-        self.audio_from_video = nn.Linear(video_dim, audio_dim)
-        self.video_from_audio = nn.Linear(audio_dim, video_dim)
-        for linear in (self.audio_from_video, self.video_from_audio):
-            nn.init.zeros_(linear.weight)
-            nn.init.zeros_(linear.bias)
+        self.audio_from_video = _connector(video_dim, audio_dim, mlp, eps)
+        self.video_from_audio = _connector(audio_dim, video_dim, mlp, eps)
 
     def forward(self, audio, video, audio_seconds, video_seconds, into_audio: bool = True, into_video: bool = True):
         # both updates read the inputs, so neither direction sees the other's result at this point
@@ -84,3 +96,24 @@ class ConcatToText(nn.Module):
         weights[index, torch.arange(len(seconds), device=features.device)] = 1.0
         pooled = (weights / weights.sum(1, keepdim=True)) @ features
         return self.proj(self.norm(pooled))
+
+
+class SyncFlowAdaptor(nn.Module):
+    """SyncFlow's modality adaptor (Liu et al. 2024, Fig. 2) at one linked layer: the video tower's features through
+    multi-head self-attention, LayerNorm and a linear map to the audio width, then the audio's flow-time embedding
+    appended as one more token: the context the audio tower's cross-attention reads (beside its text, in av-link's
+    backbones). Video to audio only, as in the paper; not the identity when untrained (the paper trains the audio
+    tower with it)."""
+
+    def __init__(self, video_dim: int, audio_dim: int, num_heads: int, eps: float = 1e-6):
+        super().__init__()
+        from .attention import AVLinkAttention
+
+        self.attn = AVLinkAttention(video_dim, num_heads, qk_norm=True, eps=eps)
+        self.norm = nn.LayerNorm(video_dim, eps=eps)
+        self.proj = nn.Linear(video_dim, audio_dim)
+
+    def forward(self, video: torch.Tensor, audio_time_embedding: torch.Tensor) -> torch.Tensor:
+        """(B, Lv, Dv) video features, (B, Da) audio time embedding -> (B, Lv + 1, Da) context tokens."""
+        tokens = self.proj(self.norm(video + self.attn(video)))
+        return torch.cat([tokens, audio_time_embedding[:, None].to(tokens.dtype)], dim=1)

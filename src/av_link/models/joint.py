@@ -91,10 +91,6 @@ def joint_forward(
         raise ValueError("joint_forward: request at least one of return_audio / return_video")
     if unfused_rows and return_audio == return_video:
         raise ValueError("joint_forward: unfused_rows needs exactly one of return_audio / return_video")
-    for side, wanted in (("audio", return_audio), ("video", return_video)):
-        if wanted and not fusion_adapter.reinjects(side):
-            raise ValueError(f"the adapter reinjects only into the {fusion_adapter.config.reinject} backbone "
-                             f"(reinject={fusion_adapter.config.reinject!r}): it cannot condition the {side} output")
     # av-link's own backbones, or views of diffusers ones (built with their token clocks: backbone_views.as_backbone)
     models = dict(audio=as_backbone(audio_transformer), video=as_backbone(video_transformer))
     fusion_adapter.check_backbones(models["audio"], models["video"])
@@ -119,7 +115,7 @@ def joint_forward(
         return JointOutput(**{generated: out, ("video" if generated == "audio" else "audio"): None})
 
     audio_seconds, video_seconds = first["audio"].time_positions, first["video"].time_positions
-    if kind != "direct":
+    if kind in ("fusion_blocks", "cross_attention"):
         t_a = check_timestep(audio_timestep, batch + extra["audio"], first["audio"].hidden.device)[:batch]
         t_v = check_timestep(video_timestep, batch + extra["video"], first["video"].hidden.device)[:batch]
         audio_mod, video_mod = fusion_adapter.modulation(t_a, t_v)
@@ -132,7 +128,13 @@ def joint_forward(
         video = _state_at(models["video"], states["video"], index, video_layer)
         into_audio = (return_audio or index < last) and fusion_adapter.reinjects("audio")
         into_video = (return_video or index < last) and fusion_adapter.reinjects("video")
-        if kind == "direct":
+        if kind == "syncflow":  # the audio blocks from here on read this point's video context beside their text
+            if index == 0:
+                text, text_mask = audio.text, audio.text_mask
+            context = fusion_adapter.adaptors[index](video.hidden[:batch], audio.temb[:batch])
+            audio = _with_extra_text(audio, context, batch, text, text_mask)
+            fused_audio, fused_video = audio.hidden[:batch], video.hidden[:batch]
+        elif kind in ("direct", "cmc_pe"):
             fused_audio, fused_video = fusion_adapter.direct[index](
                 audio.hidden[:batch], video.hidden[:batch], audio_seconds, video_seconds, into_audio, into_video)
         else:
@@ -170,16 +172,21 @@ def _concat_to_text(fusion_adapter, models: dict, states: dict, generated: str, 
     state = states[generated]
     if state.next_block != 0:
         raise ValueError("concat_text extends the text every block reads: give the generated modality as its input")
-    if state.text.shape[-1] != tokens.shape[-1]:
-        raise ValueError(f"concat_text needs the generated backbone's text tokens at its width ({tokens.shape[-1]}); "
-                         f"its state holds text of width {state.text.shape[-1]}")
-    rows, count = state.text.shape[0], tokens.shape[1]
-    tokens = torch.cat([tokens.to(state.text.dtype), tokens.new_zeros(rows - batch, count, tokens.shape[-1]).to(state.text.dtype)])
-    mask = state.text_mask if state.text_mask is not None else torch.ones(state.text.shape[:2], dtype=torch.bool,
-                                                                            device=state.text.device)
-    added = torch.arange(rows, device=mask.device)[:, None].expand(rows, count) < batch
-    state = replace(state, text=torch.cat([state.text, tokens], 1), text_mask=torch.cat([mask, added], 1))
+    state = _with_extra_text(state, tokens, batch, state.text, state.text_mask)
     return models[generated].unembed(models[generated].run_blocks(state))
+
+
+def _with_extra_text(state: BackboneState, tokens: torch.Tensor, batch: int, text, text_mask) -> BackboneState:
+    """`state` whose blocks cross-attend to `text` followed by `tokens` (the first `batch` rows; the unfused rows
+    past them get masked-out padding)."""
+    if text.shape[-1] != tokens.shape[-1]:
+        raise ValueError(f"extra context tokens need the backbone's text tokens at their width ({tokens.shape[-1]}); "
+                         f"its state holds text of width {text.shape[-1]}")
+    rows, count = text.shape[0], tokens.shape[1]
+    tokens = torch.cat([tokens.to(text.dtype), text.new_zeros(rows - batch, count, text.shape[-1])])
+    mask = text_mask if text_mask is not None else torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+    added = torch.arange(rows, device=mask.device)[:, None].expand(rows, count) < batch
+    return replace(state, text=torch.cat([text, tokens], 1), text_mask=torch.cat([mask, added], 1))
 
 
 def _with_unfused(fused: torch.Tensor, hidden: torch.Tensor, batch: int) -> torch.Tensor:

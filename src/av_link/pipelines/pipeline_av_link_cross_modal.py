@@ -12,8 +12,8 @@ from .inputs import split_inputs
 from .pipeline_av_link_base import AXIS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
 from .windows import extent
 
-# Cached conditioning prefixes (see `sample_group`): a 5-minute input at the shipped tiny V2A model's size needs ~37 MB
-# for all its windows, a 10 s one ~1 MB; past this budget they are recomputed at each step.
+# Cached conditioning prefixes (see `sample_group`): a 5-minute input at the shipped tiny V2A model's size needs ~40 MB
+# for all its windows, a 10 s one ~1.4 MB; past this budget (and past the first pass) they are recomputed at each step.
 PREFIX_CACHE_BYTES = 16 * 2**20
 
 # Components beside the backbones, adapter and scheduler; each modality's family says which it needs: av-link's own
@@ -125,6 +125,9 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                                       sigmas=sigmas, **extra)
         self.check_components(("audio", "video"))
         fusion_adapter.check_backbones(audio_transformer, video_transformer)
+        self.check_adapter(fusion_adapter)
+
+    def check_adapter(self, fusion_adapter) -> None:
         if not fusion_adapter.reinjects(self.generated):
             raise ValueError(f"this fusion adapter reinjects only into the {fusion_adapter.config.reinject} backbone, so "
                              f"it cannot condition the {self.generated} that {type(self).__name__} generates")
@@ -264,8 +267,9 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         state["latents"] = self.pad_frames(latents, gen, getattr(padded, gen).stop, self.noise_filler(generator))
 
         # Blocks before the first fusion point see the same input at every step: each pass's rows run them
-        # once, at the first step, while the cached states fit PREFIX_CACHE_BYTES; the passes past it recompute
-        # theirs at every step, so memory stays flat in the input's length. With static conditioning features
+        # once, at the first step, while the cached states fit PREFIX_CACHE_BYTES (the first pass's always: it is
+        # the size of one forward's activations); the passes past it recompute theirs at every step, so memory
+        # stays flat in the input's length. With static conditioning features
         # (an adapter that does not reinject into the conditioning backbone) that holds for its states at every
         # fusion point: the conditioning backbone then runs once per input, not once per step.
         prefixes, cached_bytes = {}, 0
@@ -280,7 +284,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
                 text = [None if c is None else c[samples] for c in cond_text]
                 prefix = prefix_of(backbones[cond], self.fusion_adapter, cond, x_cond, t_c, *text)
                 size = prefix.nbytes()
-                if cached_bytes + size <= PREFIX_CACHE_BYTES:
+                if not prefixes or cached_bytes + size <= PREFIX_CACHE_BYTES:  # the first pass's always
                     prefixes[rows], cached_bytes = prefix, cached_bytes + size
             (x, t, text, mask), *unconditional = self.guidance_inputs(x.to(backbones[gen].dtype), t, rows, state)
             inputs = {gen: x, cond: prefix}

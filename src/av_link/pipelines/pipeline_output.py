@@ -23,3 +23,13 @@ class AVLinkVideoPipelineOutput(BaseOutput):
 
     frames: np.ndarray | torch.Tensor | list
     fps: float
+
+
+@dataclass
+class AVLinkAudioVideoPipelineOutput(BaseOutput):
+    """Joint generation: `audios` and `frames` as in the audio and video outputs, with their `sample_rate` and `fps`."""
+
+    audios: np.ndarray | torch.Tensor | list
+    sample_rate: int
+    frames: np.ndarray | torch.Tensor | list
+    fps: float

@@ -10,6 +10,8 @@ The pipelines convert with `time_from_timestep` (of a `precise_timestep`) and `s
 loop, nowhere else.
 """
 
+import math
+
 import torch
 
 
@@ -42,3 +44,22 @@ def noisy_sample(data: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
 def velocity_target(data: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """The regression target of av-link's models: `dx/dt = data - noise`."""
     return data - noise
+
+
+def adjusted_times(t, gamma: float = 0.0):
+    """Ishii et al.'s timestep adjustment, in flow time: a global time `t` -> the local times `(t_audio, t_video)`.
+
+    The summary of the paper leaves the map open (its gamma acts on DDPM timesteps, default 1.5). av-link's: the
+    two modalities move apart by `gamma` in logit space, audio ahead (less noisy) for gamma > 0,
+
+        t_audio = sigmoid(logit(t) + gamma / 2),   t_video = sigmoid(logit(t) - gamma / 2),
+
+    written as `t e^c / (t e^c + 1 - t)` so that the end points stay exact (t = 0: noise, t = 1: data, for
+    both). gamma = 0 gives equal times: AV-Link's joint generation, t_a = t_v. Training draws the global time and
+    both local ones follow; sampling walks the global grid and steps each modality by its own local times.
+    """
+    t = torch.as_tensor(t, dtype=torch.float64) if not torch.is_tensor(t) else t
+    if gamma == 0:
+        return t, t
+    ahead, behind = (math.exp(sign * gamma / 2) for sign in (1, -1))
+    return t * ahead / (t * ahead + (1 - t)), t * behind / (t * behind + (1 - t))

@@ -74,6 +74,8 @@ def clip_dataset(data_dir: str, config: dict, families: dict, clip_seconds: floa
 
 
 def train_between_diffusers_backbones(args, accelerator, load_adapter):
+    if args.task == "joint_generation":
+        raise ValueError("--task joint_generation is not supported between diffusers backbones yet")
     if args.lora_targets:
         raise ValueError("--lora_targets is not supported between diffusers backbones yet")
     weight_dtype = WEIGHT_DTYPES.get(accelerator.mixed_precision, torch.float32)

@@ -10,10 +10,13 @@ import torch.nn.functional as F
 
 from ..models.joint import joint_forward
 from ..schedulers import noisy_sample, velocity_target
+from ..schedulers.flow_time import adjusted_times
 from .modality_inputs import OwnInputs
 from .randomness import per_sample_logit_normal, per_sample_rand, per_sample_randn, sample_generator
 
 CONDITIONING_TIME = {"v2a": 0.96, "a2v": 0.8}  # paper §4.4: fixed noise level of the conditioning modality
+# "joint": one adapter for V2A and A2V, alternating steps; "joint_generation": text to audio+video together
+TASKS = ("v2a", "a2v", "joint", "joint_generation")
 
 
 @dataclass
@@ -76,30 +79,47 @@ def fusion_loss(audio_model, video_model, adapter, inputs, batch: dict, task: st
     `conditioning_time="uniform"`, at t ~ U(0, 1)), the generated one at t ~ logit-normal(-1, 1); the loss is the
     generated modality's velocity MSE only.
 
+    `task="joint_generation"` trains joint text-to-audio+video generation (AV-Link's supplementary D.4, SyncFlow,
+    Ishii et al.): both modalities from noise at one global t ~ logit-normal, mapped to their local times by the
+    adapter's `timestep_gamma` (`adjusted_times`: 0 is t_a = t_v); both prompts are dropped like a generated one;
+    the loss is the mean velocity MSE of the modalities the adapter reinjects into (the others are the frozen
+    backbones' own).
+
     `inputs`: per modality, where its clean signal and text come from (`modality_inputs`), or one text encoder
     callable shared by av-link's own backbones. Backbones given as views (`as_backbone`) take av-link's flow time
     and return its velocity whatever their own timestep convention, so latents and mel train alike."""
     if callable(inputs):
         inputs = {m: OwnInputs(m, inputs) for m in ("audio", "video")}
-    generated = "audio" if task == "v2a" else "video"
+    joint = task == "joint_generation"
+    generated = ("audio", "video") if joint else ("audio",) if task == "v2a" else ("video",)
+    trained = [m for m in generated if adapter.reinjects(m)]
+    if not trained:
+        raise ValueError(f"the adapter reinjects only into the {adapter.config.reinject} backbone "
+                         f"(reinject={adapter.config.reinject!r}): it cannot condition the {generated[0]} output of {task}")
     idx = batch["index"]
-    x, t, text, mask = {}, {}, {}, {}
+    x, t, text, mask, target = {}, {}, {}, {}, {}
+    if joint:
+        shared = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{task}-time"), cfg.logit_mean, cfg.logit_std)
+        t["audio"], t["video"] = adjusted_times(shared, adapter.config.timestep_gamma)
     # drawn from its own streams, and only when used: runs without it draw exactly what they drew before
     paired = per_sample_rand(_streams(cfg, epoch, idx, f"{task}-paired-text")) < cfg.paired_text_dropout \
         if cfg.paired_text_dropout > 0 else None
     for modality in ("audio", "video"):
         x1 = inputs[modality].signal(batch)
         noise = per_sample_randn(x1.shape[1:], _streams(cfg, epoch, idx, f"{task}-{modality}-noise"), x1.device, x1.dtype)
-        if modality == generated:
+        if joint:
+            t[modality] = t[modality].to(device=x1.device, dtype=torch.float32)
+            target[modality] = velocity_target(x1, noise).float()
+        elif modality in generated:
             t[modality] = per_sample_logit_normal(_streams(cfg, epoch, idx, f"{task}-time"), cfg.logit_mean, cfg.logit_std).to(x1.device)
-            target = velocity_target(x1, noise).float()
+            target[modality] = velocity_target(x1, noise).float()
         elif adapter.config.conditioning_time == "uniform":  # the ablation: t_c ~ U(0, 1) per sample
             t[modality] = per_sample_rand(_streams(cfg, epoch, idx, f"{task}-conditioning-time")).to(x1.device)
         else:
             fixed = cfg.v2a_conditioning_time if task == "v2a" else cfg.a2v_conditioning_time
             t[modality] = torch.full((x1.shape[0],), fixed, device=x1.device)
         x[modality] = noisy_sample(x1, noise, t[modality])
-        p = cfg.generated_text_dropout if modality == generated else cfg.conditioning_text_dropout
+        p = cfg.generated_text_dropout if modality in generated else cfg.conditioning_text_dropout
         captions = drop_captions(_caption(batch, modality), p, _streams(cfg, epoch, idx, f"{task}-{modality}-text"))
         if paired is not None:
             captions = [c if not both else "" for c, both in zip(captions, paired.tolist())]
@@ -107,9 +127,9 @@ def fusion_loss(audio_model, video_model, adapter, inputs, batch: dict, task: st
     out = joint_forward(
         audio_model, video_model, adapter, x["audio"], x["video"], t["audio"], t["video"],
         text["audio"], text["video"], mask["audio"], mask["video"],
-        return_audio=generated == "audio", return_video=generated == "video",
+        return_audio="audio" in trained, return_video="video" in trained,
     )
-    return F.mse_loss(getattr(out, generated).float(), target)
+    return sum(F.mse_loss(getattr(out, m).float(), target[m]) for m in trained) / len(trained)
 
 
 class BackboneObjective(torch.nn.Module):
@@ -134,8 +154,8 @@ class FusionObjective(torch.nn.Module):
 
     def __init__(self, adapter, audio_model, video_model, encode_text, task: str, cfg: ObjectiveConfig, views=None):
         super().__init__()
-        if task not in ("v2a", "a2v", "joint"):
-            raise ValueError(f"task must be v2a, a2v or joint, got {task!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         self.adapter, self.audio_model, self.video_model = adapter, audio_model, video_model
         self.encode_text, self.task, self.cfg = encode_text, task, cfg
         self.views = views or (audio_model, video_model)
