@@ -185,3 +185,26 @@ def test_joint_generation_training_lowers_the_loss(name):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0], losses
+
+
+def test_pair_scores_reward_only_a_pair_that_agrees():
+    """The joint comparison's sync and kind agreement: a ground-truth pair scores 1; periodic clicks, silence and
+    another clip's sound score low; the look classifier reads each kind from ground-truth frames."""
+    from av_link.data.synthetic import SYNTHHITS_KINDS
+    from av_link.data.synthetic_v2 import SynthHitsV2Config, generate_clip_v2
+    from av_link.evaluation import fit_kind_classifier, fit_video_kind_classifier, pair_scores, periodic_clicks
+
+    sound, look = fit_kind_classifier(), fit_video_kind_classifier()
+    config = SynthHitsV2Config(width=16, height=16, fps_choices=(12.0,), duration_range=(3.0, 4.0))
+    clips = [generate_clip_v2(config, 40_000_000 + i, kind=kind) for i, kind in enumerate(SYNTHHITS_KINDS)]
+    for i, clip in enumerate(clips):
+        assert look.predict(clip["frames"]) == clip["kind"]
+        sr, wave, frames, fps = config.sample_rate, clip["audio"], clip["frames"], clip["fps"]
+        true = pair_scores(wave, sr, frames, fps, sound, look)
+        assert true["sync_f1"] >= 0.9 and true["kind_agreement"] == 1.0, true
+        clicks = pair_scores(periodic_clicks(len(wave) / sr, sr), sr, frames, fps)
+        assert clicks["audio_to_video"] < 0.5 and clicks["sync_f1"] < 0.6, clicks
+        assert pair_scores(np.zeros_like(wave), sr, frames, fps)["sync_f1"] == 0.0
+        other = clips[(i + 1) % len(clips)]
+        mixed = pair_scores(other["audio"], sr, frames, fps, sound, look)
+        assert mixed["sync_f1"] < true["sync_f1"] and mixed["kind_agreement"] == 0.0

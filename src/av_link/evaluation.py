@@ -101,6 +101,23 @@ def fit_kind_classifier(num_per_kind: int = 24, seed: int = KIND_CLASSIFIER_SEED
     return SoundKindClassifier().fit(waves, [config.sample_rate] * len(waves), kinds)
 
 
+@functools.lru_cache(maxsize=2)
+def fit_video_kind_classifier(num_per_kind: int = 12, seed: int = KIND_CLASSIFIER_SEED, size: int = 16):
+    """The look classifier (`metrics.VideoKindClassifier`), fitted on ground-truth SynthHits v2 clips no split
+    contains, at `size` x `size` pixels (the shipped models' size; distractors included)."""
+    from .data.synthetic import SYNTHHITS_KINDS
+    from .data.synthetic_v2 import SynthHitsV2Config, generate_clip_v2
+    from .metrics.video_kind import VideoKindClassifier
+
+    config = SynthHitsV2Config(width=size, height=size, fps_choices=(12.0,), duration_range=(1.0, 2.0))
+    videos, kinds = [], []
+    for i in range(num_per_kind):
+        for kind in SYNTHHITS_KINDS:
+            videos.append(generate_clip_v2(config, seed + 1_000_000 + len(videos), kind=kind)["frames"])
+            kinds.append(kind)
+    return VideoKindClassifier().fit(videos, kinds)
+
+
 def audio_scores(waveform, sample_rate, clip: Clip, classifier=None) -> dict:
     onsets = onset_metrics(waveform, sample_rate, reference_times=clip.event_times)
     scores = {"onset_acc": onsets["acc"], "onset_precision": onsets["precision"], "onset_f1": onsets["f1"],
@@ -108,6 +125,32 @@ def audio_scores(waveform, sample_rate, clip: Clip, classifier=None) -> dict:
     if classifier is not None and clip.kind is not None:
         predicted = classifier.predict(waveform, sample_rate)
         scores.update(kind_acc=float(predicted == clip.kind), kind=predicted)
+    return scores
+
+
+def pair_scores(waveform, sample_rate, frames, fps, sound_classifier=None, look_classifier=None) -> dict:
+    """How a generated audio-video pair agrees with itself (joint generation): the audio onsets against the video's
+    contact times read from its motion (`audio_to_video`: the share of onsets at a contact, within 0.1 s;
+    `video_to_audio`: the share of contacts with an onset; `sync_f1` their harmonic mean), and whether the sound and
+    the look are of one kind (`kind_agreement`, with both classifiers)."""
+    from .metrics._common import video_frames_uint8
+    from .metrics.contact import detect_contacts
+    from .utils.video_ops import frame_time
+
+    frames = video_frames_uint8(frames)  # uint8 as they are, [0, 1] floats scaled
+    contacts = frame_time(detect_contacts(frames, fps), fps)
+    with warnings.catch_warnings():  # a silent sound is scored (0 onsets), not warned about
+        warnings.simplefilter("ignore", UserWarning)
+        found = onset_metrics(waveform, sample_rate, reference_times=np.asarray(contacts, dtype=np.float64))
+    onsets = found["num_generated"]
+    scores = {"audio_to_video": found["hits"] / onsets if onsets else float("nan"),
+              "video_to_audio": found["hits"] / len(contacts) if len(contacts) else float("nan"),
+              "num_onsets": int(onsets), "num_contacts": int(len(contacts))}
+    a, v = scores["audio_to_video"], scores["video_to_audio"]
+    scores["sync_f1"] = 2 * a * v / (a + v) if a + v > 0 else 0.0
+    if sound_classifier is not None and look_classifier is not None:
+        sound, look = sound_classifier.predict(waveform, sample_rate), look_classifier.predict(frames)
+        scores.update(sound_kind=sound, look_kind=look, kind_agreement=float(sound == look))
     return scores
 
 

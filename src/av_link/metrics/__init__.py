@@ -8,11 +8,13 @@ from .contact import contact_band, contact_signal, contact_time_metrics, detect_
 from .event_time import detect_visual_events, event_time_accuracy, visual_event_signal
 from .kind import SILENCE, SoundKindClassifier, kind_accuracy, sound_kind_features
 from .onset import ONSET_SAMPLE_RATE, average_precision, detect_onsets, onset_metrics
+from .video_kind import VideoKindClassifier, video_kind_features
 
 __all__ = [
     "ONSET_SAMPLE_RATE",
     "SILENCE",
     "SoundKindClassifier",
+    "VideoKindClassifier",
     "audio_peaks",
     "av_align",
     "av_align_iou",
@@ -28,6 +30,7 @@ __all__ = [
     "onset_metrics",
     "optical_flow_magnitudes",
     "sound_kind_features",
+    "video_kind_features",
     "video_peaks",
     "visual_event_signal",
 ]
