@@ -30,16 +30,15 @@ Method
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-BASE_ADAPTER = {"hidden_size": 128, "mlp_dim": 256, "num_blocks": 4, "time_embed_dim": 128, "time_bias": True}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthhits_cells import BASE_ADAPTER, RESULTS, ROOT, T95, child_env, interval, prepare, train, train_command  # noqa: E402
+
 PLACEMENT = {"after_block_1": 1 / 24, "after_block_11": 11 / 24, "after_block_22": 22 / 24}  # the paper's, of 24
 VARIANTS = {  # name -> (adapter config over BASE_ADAPTER, extra train_fusion.py arguments)
     "fusion_blocks": ({}, []),
@@ -65,7 +64,6 @@ ORDERINGS = {
 }
 METRICS = ("onset_acc", "onset_f1", "kind_acc")
 TEXT_ONLY = "text_only_backbone"  # the floor: the audio backbone alone with the empty prompt (no training)
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 def adapter_config(name: str, backbone_layers: dict) -> dict:
@@ -77,60 +75,11 @@ def adapter_config(name: str, backbone_layers: dict) -> dict:
     return config
 
 
-# -- set-up -------------------------------------------------------------------------------------
-
-def prepare(work: Path, clips: int, train_clips: int = 800) -> dict:
-    """Backbone folders, training clips and held-out splits (each made once)."""
-    import torch
-
-    from av_link import AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
-    from av_link.data.synthetic_v2 import make_synthhits_v2_dataset
-    from av_link.evaluation import shipped_models_dir
-    from av_link.models.vocoder_hifigan import load_pretrained_hifigan_or_none
-
-    backbones = work / "backbones"
-    if not (backbones / "t2v" / "model_index.json").exists():
-        shipped = AVLinkV2APipeline.from_pretrained(os.path.join(shipped_models_dir(), "v2a")).to(dtype=torch.float32)
-        vocoder = load_pretrained_hifigan_or_none() or shipped.vocoder
-        shared = dict(scheduler=shipped.scheduler, text_encoder=shipped.text_encoder, tokenizer=shipped.tokenizer)
-        AVLinkTextToAudioPipeline(audio_transformer=shipped.audio_transformer, audio_frontend=shipped.audio_frontend,
-                                  vocoder=vocoder, clip_seconds=2.0, **shared).save_pretrained(backbones / "t2a")
-        AVLinkTextToVideoPipeline(video_transformer=shipped.video_transformer, height=shipped.config.height,
-                                  width=shipped.config.width, clip_seconds=2.0, **shared).save_pretrained(backbones / "t2v")
-    if not (work / "train" / "metadata.jsonl").exists():
-        subprocess.run([sys.executable, "-m", "av_link.cli", "make-synthetic", "--out", str(work / "train"),
-                        "--num-clips", str(train_clips), "--split", "train", "--quiet"], check=True, env=_env(1))
-    for split in ("id", "ood"):
-        if not (work / "heldout" / split / "metadata.jsonl").exists():
-            make_synthhits_v2_dataset(str(work / "heldout" / split), clips, split=split)
-    layers = {}
-    for side, folder in (("audio", "t2a"), ("video", "t2v")):
-        with open(backbones / folder / f"{side}_transformer" / "config.json") as f:
-            layers[side] = json.load(f)["num_layers"]
-    return layers
-
-
-def _env(threads: int) -> dict:
-    return dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-
-
 # -- one cell -----------------------------------------------------------------------------------
 
 def train_cell(work: Path, name: str, seed: int, args, layers: dict) -> Path:
     out = work / "cells" / name / f"seed{seed}"
-    if (out / "model_index.json").exists():
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(ROOT / "examples" / "train_fusion.py"), "--task", "v2a",
-               "--audio_model", str(work / "backbones" / "t2a"), "--video_model", str(work / "backbones" / "t2v"),
-               "--data_dir", str(work / "train"), "--cache_dir", str(work / "cache"), "--output_dir", str(out),
-               "--preset", "tiny", "--adapter_config", json.dumps(adapter_config(name, layers)), "--seed", str(seed),
-               "--logit_mean", "-2.0", "--learning_rate", "1e-3", "--lr_warmup_steps", "50",
-               "--max_train_steps", str(args.steps), "--train_batch_size", str(args.batch_size), "--clip_seconds", "2.0",
-               "--checkpointing_steps", "100", "--checkpoints_total_limit", "1", "--resume_from_checkpoint", "latest",
-               "--report_to", "none", *VARIANTS[name][1]]
-    with open(out / "train.log", "a") as log:
-        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, env=_env(1))
+    train(train_command(work, out, "v2a", adapter_config(name, layers), seed, args.steps, args.batch_size, VARIANTS[name][1]), out)
     return out
 
 
@@ -181,7 +130,7 @@ def run_cell(work: Path, name: str, seed: int, args, layers: dict) -> dict:
     trained = time.perf_counter()
     command = [sys.executable, __file__, "--score_cell", str(folder), "--work_dir", str(work), "--clips", str(args.clips),
                "--sample_steps", str(args.sample_steps)] + (["--text_only"] if name == TEXT_ONLY else [])
-    subprocess.run(command, check=True, env=_env(1))
+    subprocess.run(command, check=True, env=child_env())
     result = json.loads(path.read_text())
     result.update(train_seconds=round(trained - started, 1), score_seconds=round(time.perf_counter() - trained, 1))
     path.write_text(json.dumps(result, indent=1) + "\n")
@@ -191,16 +140,6 @@ def run_cell(work: Path, name: str, seed: int, args, layers: dict) -> dict:
 
 
 # -- the table ----------------------------------------------------------------------------------
-
-def interval(values: list) -> tuple:
-    """Mean and the half-width of its 95% t-interval."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, T95.get(n - 1, 1.96) * math.sqrt(var / n)
-
 
 def difference(a: list, b: list) -> tuple:
     """mean(a) - mean(b) and the half-width of its 95% Welch interval."""

@@ -92,3 +92,18 @@ def test_ablation_intervals_and_verdicts():
     assert ablations.verdict([0.9, 0.91, 0.92], [0.5, 0.52, 0.51]).startswith("reproduced")
     assert ablations.verdict([0.6, 0.9, 0.3], [0.5, 0.52, 0.51]).startswith("same direction")
     assert ablations.verdict([0.4, 0.41, 0.42], [0.5, 0.52, 0.51]).startswith("reversed")
+
+
+def test_joint_systems_build_between_the_synthhits_backbones():
+    """benchmarks/joint.py's systems are valid adapters between the tiny SynthHits backbones."""
+    import joint
+    from synthhits_cells import BASE_ADAPTER
+
+    from av_link import AVLinkFusionAdapter
+
+    for name, (task, config, _) in joint.SYSTEMS.items():
+        adapter = AVLinkFusionAdapter.from_preset("tiny", audio_dim=64, video_dim=64, num_audio_layers=6,
+                                                  num_video_layers=4, **dict(BASE_ADAPTER, **config))
+        assert task in ("joint_generation", "v2a") and adapter.config.num_blocks == 4, name
+    assert {"avlink_joint", "syncflow", "v2a"} <= set(joint.SYSTEMS)
+    assert sorted(c["timestep_gamma"] for n, (_, c, _) in joint.SYSTEMS.items() if n.startswith("ishii")) == [-1.5, 0.0, 1.5]

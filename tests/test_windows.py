@@ -11,7 +11,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
 from av_link.models.joint import joint_forward
 from av_link.pipelines.pipeline_av_link_base import AXIS, set_scheduler_timesteps, take
-from av_link.pipelines.windows import batch_rows, extent, plan_windows, window_weights
+from av_link.pipelines.windows import batch_rows, extent, window_weights
 from av_link.schedulers import noisy_sample, scheduler_output, time_from_timestep
 
 from conftest import tiny_pipeline
