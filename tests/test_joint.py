@@ -208,3 +208,20 @@ def test_pair_scores_reward_only_a_pair_that_agrees():
         other = clips[(i + 1) % len(clips)]
         mixed = pair_scores(other["audio"], sr, frames, fps, sound, look)
         assert mixed["sync_f1"] < true["sync_f1"] and mixed["kind_agreement"] == 0.0
+
+
+def test_the_t2av_command_writes_one_video_with_its_sound(tmp_path):
+    from av_link.commands.av_link_cli import main
+    from av_link.utils.media_io import has_audio_stream, read_audio, read_video
+
+    model = tmp_path / "joint"
+    joint_pipe(ADAPTERS["avlink"]).save_pretrained(model)
+    out = tmp_path / "out.mp4"
+    code = main(["t2av", "--model", str(model), "--audio-prompt", "a knock", "--video-prompt", "a ball", "--steps", "2",
+                 "--seed", "0", "--out", str(out), "--quiet"])
+    assert code == 0 and has_audio_stream(out)
+    frames, fps = read_video(out)
+    audio, rate = read_audio(out)
+    assert fps == 6.0 and len(frames) == 12 and abs(audio.shape[-1] / rate - 2.0) < 0.05
+    assert main(["t2av", "--model", str(tmp_path), "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 1  # not a model
+    assert not (tmp_path / "x.mp4").exists()

@@ -5,6 +5,7 @@
     av-link v2a --model DIR --video clips/ --out outs/     # every clip of a folder (a2v too; see :mod:`.batch`)
     av-link t2a --model DIR --prompt ... --out out.wav [--seconds S]
     av-link t2v --model DIR --prompt ... --out out.mp4 [--seconds S]
+    av-link t2av --model DIR --audio-prompt ... --video-prompt ... --out out.mp4   # a joint model: both together
 
 The entry point is :func:`av_link.commands.av_link_cli.main` (``av-link`` and ``python -m av_link.cli``). It takes
 an argv list and returns the exit code, so tests and other programs can call it in-process.
@@ -72,7 +73,7 @@ class Subcommand:
 SUBCOMMANDS: Dict[str, Subcommand] = {}
 
 # This package's subcommand modules, imported by the parser in this order (the order of `av-link --help`).
-BUILTIN_MODULES = ("v2a", "a2v", "text_only", "make_synthetic", "evaluate", "demo")
+BUILTIN_MODULES = ("v2a", "a2v", "text_only", "text_to_audio_video", "make_synthetic", "evaluate", "demo")
 
 # Modules that register subcommands with `register_subcommand` when imported (e.g. "av_link.data.cli").
 SUBCOMMAND_MODULES: list = []
