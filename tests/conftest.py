@@ -37,3 +37,25 @@ def tiny_models():
     video = AVLinkVideoTransformer.from_preset("tiny", patch_size=(1, 2, 2), frame_rate=6.0)
     adapter = AVLinkFusionAdapter.from_preset("tiny")
     return audio.eval(), video.eval(), adapter.eval()
+
+
+def overfit_losses(pipe, adapter, task: str, steps: int = 8, lr: float = 3e-3) -> list:
+    """`fusion_loss` of the tiny pipeline's backbones and `adapter` on one fixed batch of four 2 s clips, over `steps`
+    AdamW steps on the adapter: what a variant's "it trains" test checks falls."""
+    from av_link.training.objectives import ObjectiveConfig, fusion_loss
+
+    encode = lambda captions: pipe.encode_prompt(captions, do_classifier_free_guidance=False)[:2]  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    batch = dict(index=torch.arange(4), mel=torch.randn(4, 172, 80, generator=g),
+                 video=torch.rand(4, 3, 12, 16, 16, generator=g) * 2 - 1,
+                 audio_caption=["a knock"] * 4, video_caption=["a ball"] * 4)
+    cfg = ObjectiveConfig(generated_text_dropout=0.0, conditioning_text_dropout=0.0)
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = fusion_loss(pipe.audio_transformer, pipe.video_transformer, adapter, encode, batch, task, cfg, epoch=0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -11,7 +11,7 @@ from av_link.models.fusion_variants import align, time_pooling
 from av_link.models.joint import ConditioningStates, conditioning_states
 from av_link.training.objectives import ObjectiveConfig, fusion_loss
 
-from conftest import randomize_, tiny_pipeline
+from conftest import overfit_losses, randomize_, tiny_pipeline
 from test_windows import conditioning, sequential
 
 VARIANTS = {  # name -> adapter config (beside the tiny preset); docs/ablations.md lists them with the paper's names
@@ -84,20 +84,7 @@ def test_a_variant_trains_and_samples(name):
     pipe.set_progress_bar_config(disable=True)
     adapter = AVLinkFusionAdapter.from_preset("tiny", **VARIANTS[name])
     pipe.register_modules(fusion_adapter=adapter)
-    encode = lambda captions: pipe.encode_prompt(captions, do_classifier_free_guidance=False)[:2]  # noqa: E731
-    g = torch.Generator().manual_seed(0)
-    batch = dict(index=torch.arange(4), mel=torch.randn(4, 80, 172, generator=g).transpose(1, 2),
-                 video=torch.rand(4, 3, 12, 16, 16, generator=g) * 2 - 1,
-                 audio_caption=["a knock"] * 4, video_caption=["a ball"] * 4)
-    cfg = ObjectiveConfig(generated_text_dropout=0.0, conditioning_text_dropout=0.0)
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(8):
-        loss = fusion_loss(pipe.audio_transformer, pipe.video_transformer, adapter, encode, batch, "v2a", cfg, epoch=0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit_losses(pipe, adapter, "v2a")
     assert losses[-1] < losses[0], losses
     video = np.random.default_rng(0).integers(0, 256, (24, 20, 24, 3), dtype=np.uint8)  # 2 s
     out = pipe(video=video, video_fps=12, prompt="a knock", num_inference_steps=2, output_type="latent")

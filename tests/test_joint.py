@@ -17,7 +17,7 @@ from av_link.schedulers.flow_time import adjusted_times
 from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 from av_link.training.objectives import ObjectiveConfig, fusion_loss
 
-from conftest import randomize_
+from conftest import overfit_losses, randomize_
 
 ADAPTERS = {  # joint systems: adapter config beside the tiny preset (docs/joint.md)
     "avlink": {},
@@ -169,21 +169,7 @@ def test_syncflow_links_video_to_audio_only():
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_joint_generation_training_lowers_the_loss(name):
     pipe = joint_pipe(ADAPTERS[name], random_adapter=False)
-    adapter = pipe.fusion_adapter
-    encode = lambda captions: pipe.encode_prompt(captions, do_classifier_free_guidance=False)[:2]  # noqa: E731
-    g = torch.Generator().manual_seed(0)
-    batch = dict(index=torch.arange(4), mel=torch.randn(4, 172, 80, generator=g),
-                 video=torch.rand(4, 3, 12, 16, 16, generator=g) * 2 - 1,
-                 audio_caption=["a knock"] * 4, video_caption=["a ball"] * 4)
-    cfg = ObjectiveConfig(generated_text_dropout=0.0, conditioning_text_dropout=0.0)
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(8):
-        loss = fusion_loss(pipe.audio_transformer, pipe.video_transformer, adapter, encode, batch, "joint_generation", cfg, 0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit_losses(pipe, pipe.fusion_adapter, "joint_generation")
     assert losses[-1] < losses[0], losses
 
 

@@ -324,31 +324,37 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         num_train_timesteps = self.scheduler.config.get("num_train_timesteps", 1000)
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        for i, timestep in self.sampling_steps(timesteps):
+            t = time_from_timestep(precise_timestep(timestep), num_train_timesteps)
+            latents = state["latents"]
+            if len(windows) == 1 and len(passes) == 1:
+                v = velocity(latents, t, passes[0], state)
+            else:
+                v = torch.zeros(latents.shape, device=latents.device, dtype=torch.float32)
+                for rows in passes:
+                    x = torch.cat([take(latents[b:b + 1], modality, windows[k]) for k, b in rows])
+                    out = velocity(x, t, rows, state).float()
+                    for j, (k, b) in enumerate(rows):
+                        take(v[b:b + 1], modality, windows[k]).add_(weights[k] * out[j:j + 1])
+                v.div_(norm)
+            state["latents"] = self.scheduler.step(scheduler_output(v), timestep, latents, return_dict=False)[0].to(dtype)
+            if callback_on_step_end is not None:
+                outputs = callback_on_step_end(self, i, timestep, {k: state[k] for k in callback_on_step_end_tensor_inputs})
+                state.update({k: v for k, v in outputs.items() if k in self._callback_tensor_inputs})
+        return state["latents"]
+
+    def sampling_steps(self, timesteps):
+        """`(i, timestep)` for every step, under the progress bar, keeping diffusers' call state (`num_timesteps`,
+        `current_timestep`; an `interrupt` skips the remaining steps)."""
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, timestep in enumerate(timesteps):
                 if self.interrupt:
                     continue
                 self._current_timestep = timestep
-                t = time_from_timestep(precise_timestep(timestep), num_train_timesteps)
-                latents = state["latents"]
-                if len(windows) == 1 and len(passes) == 1:
-                    v = velocity(latents, t, passes[0], state)
-                else:
-                    v = torch.zeros(latents.shape, device=latents.device, dtype=torch.float32)
-                    for rows in passes:
-                        x = torch.cat([take(latents[b:b + 1], modality, windows[k]) for k, b in rows])
-                        out = velocity(x, t, rows, state).float()
-                        for j, (k, b) in enumerate(rows):
-                            take(v[b:b + 1], modality, windows[k]).add_(weights[k] * out[j:j + 1])
-                    v.div_(norm)
-                state["latents"] = self.scheduler.step(scheduler_output(v), timestep, latents, return_dict=False)[0].to(dtype)
-                if callback_on_step_end is not None:
-                    outputs = callback_on_step_end(self, i, timestep, {k: state[k] for k in callback_on_step_end_tensor_inputs})
-                    state.update({k: v for k, v in outputs.items() if k in self._callback_tensor_inputs})
+                yield i, timestep
                 progress_bar.update()
         self._current_timestep = None
-        return state["latents"]
 
     def guidance_inputs(self, x: torch.Tensor, t: torch.Tensor, rows: tuple, state: dict) -> list[tuple]:
         """The generated backbone's inputs for a pass: batches `(x, t, text, text_mask)`, the conditional rows first,

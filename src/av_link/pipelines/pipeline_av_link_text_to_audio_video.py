@@ -116,26 +116,19 @@ class AVLinkTextToAudioVideoPipeline(AVLinkCrossModalPipeline):
         num_train = self.scheduler.config.get("num_train_timesteps", 1000)
         grid = [time_from_timestep(precise_timestep(ts), num_train) for ts in timesteps] + [torch.ones((), dtype=torch.float64, device=device)]
         local = [adjusted_times(t, gamma) for t in grid]  # (t_audio, t_video) per grid point
-        self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
-            for i, timestep in enumerate(timesteps):
-                if self.interrupt:
-                    continue
-                self._current_timestep = timestep
-                now, nxt = dict(zip(MODALITIES, local[i])), dict(zip(MODALITIES, local[i + 1]))
-                if replaced:
-                    latents[modality] = noisy_sample(signal, noise, now[modality].to(dtype)).to(dtype)
-                v = self._velocity(latents, now, texts, skip=replaced[0] if replaced else None)
-                for m in v:
-                    latents[m] = (latents[m] + (nxt[m] - now[m]).to(dtype) * v[m].to(dtype)).to(dtype)
-                if replaced:
-                    latents[modality] = noisy_sample(signal, noise, nxt[modality].to(dtype)).to(dtype)
-                if callback_on_step_end is not None:
-                    named = {f"{m}_latents": latents[m] for m in MODALITIES}
-                    outputs = callback_on_step_end(self, i, timestep, {k: named[k] for k in callback_on_step_end_tensor_inputs})
-                    latents.update({k[:-len("_latents")]: x for k, x in (outputs or {}).items() if k in named})
-                progress_bar.update()
-        self._current_timestep = None
+        for i, timestep in self.sampling_steps(timesteps):
+            now, nxt = dict(zip(MODALITIES, local[i])), dict(zip(MODALITIES, local[i + 1]))
+            if replaced:
+                latents[modality] = noisy_sample(signal, noise, now[modality].to(dtype)).to(dtype)
+            v = self._velocity(latents, now, texts, skip=replaced[0] if replaced else None)
+            for m in v:
+                latents[m] = (latents[m] + (nxt[m] - now[m]).to(dtype) * v[m].to(dtype)).to(dtype)
+            if replaced:
+                latents[modality] = noisy_sample(signal, noise, nxt[modality].to(dtype)).to(dtype)
+            if callback_on_step_end is not None:
+                named = {f"{m}_latents": latents[m] for m in MODALITIES}
+                outputs = callback_on_step_end(self, i, timestep, {k: named[k] for k in callback_on_step_end_tensor_inputs})
+                latents.update({k[:-len("_latents")]: x for k, x in (outputs or {}).items() if k in named})
 
         decoded = self.decode(latents, output_type, [duration_in_s] * batch)
         self.maybe_free_model_hooks()
