@@ -206,3 +206,19 @@ def test_a_pipeline_refuses_an_adapter_that_cannot_condition_its_output():
     components["fusion_adapter"] = AVLinkFusionAdapter.from_preset("tiny", reinject="video")
     with pytest.raises(ValueError, match="cannot condition the audio"):
         AVLinkV2APipeline(**components)
+
+
+def test_with_static_features_v2a_runs_the_video_backbone_once_per_input():
+    """The fast path's point: the video blocks up to the last fusion point run at the first step only (one pass
+    here), not at every step as with symmetric reinjection."""
+    calls = {}
+    for name in ("fusion_blocks", "static"):
+        pipe = tiny_pipeline(AVLinkV2APipeline)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.register_modules(fusion_adapter=randomize_(AVLinkFusionAdapter.from_preset("tiny", **VARIANTS[name]), 0.05))
+        last = pipe.fusion_adapter.config.video_layers[-1]
+        counter = []
+        pipe.video_transformer.blocks[last].register_forward_hook(lambda *_: counter.append(1))
+        pipe(**conditioning("v2a", 1.5, 0), prompt="a knock", num_inference_steps=4, output_type="latent")
+        calls[name] = len(counter)
+    assert calls == {"fusion_blocks": 4, "static": 1}
