@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from scipy.io import wavfile
 
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
@@ -98,6 +99,47 @@ def test_v2a_muxes_generated_audio_into_the_input_video(models, media, tmp_path,
     assert out.count("\n") == 1 and str(out_path) in out and "GriffinLimVocoder" in out and "seed 0" in out
     assert "input video stream copied" in out  # the input's H.264 packets, not a re-encode
     assert "2/2" in err
+
+
+def test_v2a_decodes_the_input_once_in_the_background(models, media, tmp_path, capsys, monkeypatch):
+    """The CLI starts decoding before the model loads (utils.media_stream.PrefetchedVideo) and the pipeline takes
+    those frames: one decode per run, and the same audio as the pipeline decoding the file itself."""
+    from av_link.pipelines import inputs
+    from av_link.utils import media_stream
+
+    calls = []
+    real = media_stream.decode_video
+
+    def counting(*args, **kwargs):
+        calls.append(args[1:4])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(media_stream, "decode_video", counting)
+    monkeypatch.setattr(inputs, "decode_video", counting)
+    wav = tmp_path / "prefetched.wav"
+    code, _, err = run(capsys, "v2a", "--model", models["v2a"], "--video", media["clip"], "--out", wav, "--wav", *FAST)
+    assert code == 0, err
+    assert calls == [(6.0, 16, 16)]  # the tiny model's rate and size, decoded once
+    pipe = AVLinkV2APipeline.from_pretrained(models["v2a"])
+    pipe.set_progress_bar_config(disable=True)
+    direct = pipe(video=media["clip"], num_inference_steps=2, generator=torch.Generator().manual_seed(0)).audios[0]
+    written, rate = read_audio(wav)
+    assert len(calls) == 2 and np.abs(written[0] - np.clip(direct, -1, 1)).max() < 1e-3  # 16-bit wav
+
+
+def test_prefetched_video_hands_over_its_frames_once(media):
+    from av_link.utils.media_io import MediaError
+    from av_link.utils.media_stream import PrefetchedVideo, decode_video
+
+    video = PrefetchedVideo(media["clip"], 6.0, 16, 16)
+    assert os.fspath(video) == str(video) == media["clip"]
+    assert video.result(12.0, 16, 16) is None  # decoded for another geometry: the caller decodes itself
+    frames, seconds = video.result(6.0, 16, 16)
+    expected, expected_seconds = decode_video(media["clip"], 6.0, 16, 16)
+    assert torch.equal(frames, expected) and seconds == expected_seconds
+    assert video.result(6.0, 16, 16) is None  # handed over once
+    with pytest.raises(MediaError):
+        PrefetchedVideo(media["junk"], 6.0, 16, 16).result(6.0, 16, 16)
 
 
 def test_v2a_wav_only(models, media, tmp_path, capsys):

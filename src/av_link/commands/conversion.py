@@ -31,6 +31,9 @@ class Conversion:
     sample: Callable[[Any, Any, Any, Any], Any]  # (pipe, args, input, generator) -> pipeline output
     write: Callable[[Any, Any, Any, Any, str], str]  # (pipe, args, input, output, path) -> what was written
     check: Optional[Callable[[Any, Any], None]] = None  # (pipe, args) -> raise CLIError if it cannot do the job
+    # (args, path) -> what `read` takes instead of the path, started before the heavy imports and the model load
+    # (V2A: the input decoding in the background, utils.media_stream.PrefetchedVideo)
+    prefetch: Optional[Callable[[Any, str], Any]] = None
 
     def source(self, args) -> str:
         return getattr(args, self.input_option.lstrip("-"))
@@ -73,9 +76,11 @@ def _run_file(conversion: Conversion, args) -> int:
     source = conversion.source(args)
     check_output_path(args.out, conversion.output_extensions(args), inputs=[source])
     check_input_file(source, conversion.input_option)
+    if conversion.prefetch is not None:  # before torch and diffusers are imported: they overlap the decode
+        source = conversion.prefetch(args, source)
     device = resolve_device(args.device)
     resolve_dtype(args.dtype)
-    check_pipeline_dir(conversion.pipeline_class(), args.model)  # fail on a bad --model before decoding the input
+    check_pipeline_dir(conversion.pipeline_class(), args.model)  # fail on a bad --model before the (slow) model load
     generator, args.seed_used = make_generator(args.seed, device)
     progress = Progress(conversion.command, enabled=not args.quiet)
     message = convert_clip(conversion, None, args, source, args.out, progress, generator)

@@ -1,5 +1,7 @@
 """`av-link v2a`: the soundtrack of a video (or of every video in a folder)."""
 
+import os
+
 from . import CLIError, subcommand
 from .arguments import (
     AUDIO_EXTENSIONS,
@@ -29,6 +31,35 @@ def _pipeline_class():
     from ..pipelines import AVLinkV2APipeline
 
     return AVLinkV2APipeline
+
+
+def _video_geometry(model: str):
+    """(frame rate, height, width) the pipeline in `model` converts videos to, from its JSON files alone (no
+    import of torch or diffusers); None when they do not say (the prefetch is then skipped)."""
+    import json
+
+    try:
+        with open(os.path.join(model, "model_index.json")) as f:
+            index = json.load(f)
+        fps = index.get("video_fps")  # a diffusers video backbone's pixel rate (Wan's config has none)
+        if fps is None:
+            folder = os.path.join(model, "video_transformer")
+            if not os.path.isdir(folder) and index.get("_components_from"):  # an adapter-only folder
+                folder = os.path.join(model, index["_components_from"], "video_transformer")
+            with open(os.path.join(folder, "config.json")) as f:
+                fps = json.load(f)["frame_rate"]
+        return float(fps), int(index["height"]), int(index["width"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _prefetch(args, path):
+    """The input decoding at the model's rate and size in the background, from now on (the pipeline decodes it
+    again only if its geometry turns out to differ)."""
+    from ..utils.media_stream import PrefetchedVideo
+
+    geometry = _video_geometry(args.model)
+    return path if geometry is None else PrefetchedVideo(path, *geometry)
 
 
 def _read(path):
@@ -67,7 +98,7 @@ def _write(pipe, args, source, out, path) -> str:
         write_wav(path, audio, rate)
         return f"wrote {path} ({_seconds(duration)} of audio at {rate} Hz, {decoder})"
     # the input's video stream is copied (re-encoded only if the output container cannot hold it)
-    how = mux_audio(path, video_path, audio, rate)  # clips to [-1, 1] like write_wav
+    how = mux_audio(path, os.fspath(video_path), audio, rate)  # clips to [-1, 1] like write_wav
     return (f"wrote {path} (input video {'stream copied' if how == 'copy' else 're-encoded'}, {fps:g} fps, with "
             f"{_seconds(duration)} of generated audio at {rate} Hz, {decoder})")
 
@@ -75,7 +106,7 @@ def _write(pipe, args, source, out, path) -> str:
 V2A = Conversion(
     command="v2a", input_option="--video", input_extensions=VIDEO_INPUT_EXTENSIONS,
     output_extensions=lambda args: AUDIO_EXTENSIONS if args.wav else VIDEO_EXTENSIONS,
-    pipeline_class=_pipeline_class, read=_read, sample=_sample, write=_write, check=_check,
+    pipeline_class=_pipeline_class, read=_read, sample=_sample, write=_write, check=_check, prefetch=_prefetch,
 )
 
 

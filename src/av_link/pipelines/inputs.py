@@ -8,7 +8,7 @@ import PIL.Image
 import torch
 
 from ..utils.media_io import MediaError, as_waveform, resample_audio
-from ..utils.media_stream import decode_audio, decode_video
+from ..utils.media_stream import PrefetchedVideo, decode_audio, decode_video
 from ..utils.video_ops import resample_video
 
 
@@ -52,7 +52,8 @@ def prepare_video(video, fps: float | None, target_fps: float, height: int, widt
     its full-resolution frames are never all held.
     """
     if isinstance(video, (str, os.PathLike)):
-        frames, seconds = decode_video(video, target_fps, height, width, fps=fps)
+        decoded = video.result(target_fps, height, width, fps) if isinstance(video, PrefetchedVideo) else None
+        frames, seconds = decoded or decode_video(video, target_fps, height, width, fps=fps)
         return frames.transpose(0, 1)[None] * 2 - 1, seconds
     tensor = _video_batch(video)
     if fps is None:

@@ -23,6 +23,7 @@ import os
 import struct
 import subprocess
 import tempfile
+import threading
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
@@ -31,7 +32,7 @@ from .heap import release_free_memory
 from .media_io import MediaError, check_input_file, pcm_to_float32, snap_ntsc_rate
 from .media_probe import MediaInfo, ffmpeg_exe, ffmpeg_reason, probe
 
-__all__ = ["open_video", "iter_video_frames", "decode_video", "AudioReader", "decode_audio"]
+__all__ = ["open_video", "iter_video_frames", "decode_video", "PrefetchedVideo", "AudioReader", "decode_audio"]
 
 # Full-resolution frames decoded and resized together: enough to amortise torch's per-call cost, few enough
 # that a 4K chunk stays around 100 MB as uint8.
@@ -119,6 +120,51 @@ def decode_video(path, target_fps: float, height: int, width: int, fps: Optional
     del out
     release_free_memory()
     return frames, stream.num_input / fps
+
+
+class PrefetchedVideo(os.PathLike):
+    """A video file being decoded by :func:`decode_video` in a background thread, started before it is needed.
+
+    It is a path (``os.fspath`` gives the file), so anything that takes a path takes it; the pipelines' video
+    preparation uses the decoded frames when they were decoded for its rate and size, and decodes the file again
+    otherwise. The CLI starts one before importing torch and diffusers and loading the model, which then overlap the
+    decode (the ffmpeg process and the GIL-free resampling run beside them). An error of the decode is raised where
+    the frames are asked for.
+    """
+
+    def __init__(self, path, target_fps: float, height: int, width: int, fps: Optional[float] = None):
+        self.path = os.fspath(path)
+        self.geometry = (float(target_fps), int(height), int(width), None if fps is None else float(fps))
+        self._result, self._error = None, None
+        self._thread = threading.Thread(target=self._decode, name="av-link-prefetch", daemon=True)
+        self._thread.start()
+
+    def _decode(self) -> None:
+        target_fps, height, width, fps = self.geometry
+        try:
+            self._result = decode_video(self.path, target_fps, height, width, fps=fps)
+        except BaseException as err:  # handed to the consumer's thread
+            self._error = err
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"PrefetchedVideo({self.path!r})"
+
+    def result(self, target_fps: float, height: int, width: int, fps: Optional[float] = None):
+        """``decode_video``'s ``(frames, seconds)`` if the file was decoded for this geometry (waiting for the decode
+        to end), else None. The frames are handed over once: a second call returns None."""
+        if (float(target_fps), int(height), int(width), None if fps is None else float(fps)) != self.geometry:
+            return None
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        result, self._result = self._result, None
+        return result
 
 
 class AudioReader:
