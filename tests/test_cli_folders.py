@@ -211,3 +211,18 @@ def test_two_processes_split_the_clips(models, tmp_path):
     assert sorted(os.listdir(out)) == [SUMMARY_NAME, "c0.wav", "c1.wav", "c2.wav", "c3.wav"]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("av-link v2a:")]
     assert len(lines) == 1 and "on 2 processes" in lines[0]  # merged, printed once
+
+
+def test_v2a_folder_decodes_the_next_clip_while_sampling(models, tmp_path, capsys, monkeypatch):
+    """Each clip is decoded once, in the background (the next one while the current one samples)."""
+    from av_link.pipelines import inputs
+    from av_link.utils import media_stream
+
+    decoded = []
+    real = media_stream.decode_video
+    monkeypatch.setattr(media_stream, "decode_video", lambda path, *a, **k: decoded.append(os.path.basename(path)) or real(path, *a, **k))
+    monkeypatch.setattr(inputs, "decode_video", lambda *a, **k: pytest.fail("the pipeline decoded a clip again"))
+    source = videos(tmp_path / "in", 3)
+    code, _, err = run(capsys, "v2a", "--model", models["v2a"], "--video", source, "--out", tmp_path / "out", "--wav", *FAST)
+    assert code == 0, err
+    assert sorted(decoded) == ["c0.mp4", "c1.mp4", "c2.mp4"]

@@ -116,9 +116,14 @@ def _run_share(conversion, args, share, out_dir, extension, progress, device, st
     debug = bool(os.environ.get("AV_LINK_DEBUG")) or getattr(args, "debug", False)
     # outside the per-clip handling: a model that cannot load would fail every clip the same way
     pipe = load_clip_pipeline(conversion, args, progress, device) if share else None
-    results = []
+    results, prefetched = [], {}
+
+    def prefetch(k: int) -> None:  # clip k starts decoding in the background (V2A), while clip k - 1 samples
+        if conversion.prefetch is not None and k < len(share) and share[k] not in prefetched:
+            prefetched[share[k]] = conversion.prefetch(args, share[k])
+
     with progress.clips(len(share), f"clips{rank}") as bar:
-        for source in share:
+        for k, source in enumerate(share):
             out = os.path.join(out_dir, output_name(source, extension))
             if os.path.exists(out):  # written meanwhile by another run
                 results.append(_result(source, extension, "skipped", process=state.process_index))
@@ -128,7 +133,9 @@ def _run_share(conversion, args, share, out_dir, extension, progress, device, st
             generator, seed = make_generator(args.seed, device)  # with --seed, each clip as its own single-file run
             try:
                 check_input_file(source, conversion.input_option)
-                convert_clip(conversion, pipe, args, source, out, progress, generator)
+                prefetch(k)
+                prefetch(k + 1)
+                convert_clip(conversion, pipe, args, prefetched.pop(source, source), out, progress, generator)
                 results.append(_result(source, extension, "done", time.perf_counter() - clip_started, seed,
                                        process=state.process_index))
             except Exception as err:  # a bad clip must not stop the batch; KeyboardInterrupt is not an Exception
