@@ -78,6 +78,10 @@ def save_checkpoint(accelerator, output_dir: str, step: int, state: dict, total_
         accelerator.save_state(tmp)  # every rank writes its own RNG state file into it
     if fsdp_trained is not None:
         save_trained_sharded(*fsdp_trained, tmp)
+    # every rank has written its files before the main process renames the folder: without this barrier a slower
+    # rank still writing its RNG state found its folder gone ("Parent directory ... does not exist"; the 2-process
+    # tests on a loaded machine, about once in 15 runs)
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with open(os.path.join(tmp, "train_state.json"), "w") as f:
             json.dump(state, f)
