@@ -40,6 +40,20 @@ ROPE_POSITIONS = ("time", "index")
 CONDITIONING_TIMES = ("fixed", "uniform")
 
 
+def check_variant(fusion_type: str, reinject: str, rope_positions: str, conditioning_time: str) -> None:
+    """ValueError for an ablation setting outside its choices or a combination that cannot link two backbones."""
+    for name, value, allowed in (("fusion_type", fusion_type, FUSION_TYPES), ("reinject", reinject, REINJECT),
+                                 ("rope_positions", rope_positions, ROPE_POSITIONS),
+                                 ("conditioning_time", conditioning_time, CONDITIONING_TIMES)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    if fusion_type == "syncflow" and reinject != "audio":
+        raise ValueError('fusion_type "syncflow" conditions the audio tower on the video only: set reinject="audio"')
+    if fusion_type == "concat_text" and reinject == "both":
+        raise ValueError('fusion_type "concat_text" appends to one backbone\'s text: set reinject to the generated '
+                         'modality ("audio" for V2A, "video" for A2V)')
+
+
 def interleaved_layers(num_blocks: int, num_layers: int) -> list[int]:
     """Evenly spread fusion points: block k sits after backbone block floor(k * L / N).
 
@@ -217,16 +231,7 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         timestep_gamma: float = 0.0,
     ):
         super().__init__()
-        for name, value, allowed in (("fusion_type", fusion_type, FUSION_TYPES), ("reinject", reinject, REINJECT),
-                                     ("rope_positions", rope_positions, ROPE_POSITIONS),
-                                     ("conditioning_time", conditioning_time, CONDITIONING_TIMES)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        if fusion_type == "syncflow" and reinject != "audio":
-            raise ValueError('fusion_type "syncflow" conditions the audio tower on the video only: set reinject="audio"')
-        if fusion_type == "concat_text" and reinject == "both":
-            raise ValueError('fusion_type "concat_text" appends to one backbone\'s text: set reinject to the generated '
-                             'modality ("audio" for V2A, "video" for A2V)')
+        check_variant(fusion_type, reinject, rope_positions, conditioning_time)
         for name, value in dict(audio_dim=audio_dim, video_dim=video_dim, hidden_size=hidden_size, mlp_dim=mlp_dim,
                                 num_audio_layers=num_audio_layers, num_video_layers=num_video_layers,
                                 time_embed_dim=time_embed_dim).items():
@@ -269,8 +274,8 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         elif fusion_type in ("direct", "cmc_pe"):
             self.direct.extend(DirectAlignment(audio_dim, video_dim, mlp=fusion_type == "cmc_pe", eps=eps) for _ in video_layers)
         elif fusion_type == "syncflow":
-            heads = math.gcd(video_dim, num_attention_heads)
-            self.adaptors = nn.ModuleList(SyncFlowAdaptor(video_dim, audio_dim, heads, eps) for _ in video_layers)
+            heads = math.gcd(video_dim, num_attention_heads)  # the adaptor attends at the video's width
+            self.adaptors.extend(SyncFlowAdaptor(video_dim, audio_dim, heads, eps) for _ in video_layers)
         else:  # concat_text: the conditioning modality is the one not reinjected
             conditioning_dim, generated_dim = (video_dim, audio_dim) if reinject == "audio" else (audio_dim, video_dim)
             self.concat = ConcatToText(conditioning_dim, generated_dim, eps)
