@@ -24,8 +24,10 @@ VARIANTS = {  # name -> adapter config (beside the tiny preset); docs/ablations.
     "direct_both": dict(fusion_type="direct"),
     "concat_text": dict(fusion_type="concat_text", reinject="audio"),
     "rope_index": dict(rope_positions="index"),
+    "text_tokens": dict(text_tokens_into="audio"),  # not in the paper: Fusion Blocks plus prefix tokens in the text
+    "static_text_tokens": dict(reinject="audio", text_tokens_into="audio"),
 }
-ZERO_INITIALISED = [name for name in VARIANTS if name != "concat_text"]
+ZERO_INITIALISED = [name for name in VARIANTS if "text" not in name]
 
 
 def inputs(seed=0, batch=2):
@@ -164,12 +166,12 @@ def test_cross_attention_attends_only_to_the_other_modality():
 
 
 @pytest.mark.parametrize("direction", ["v2a", "a2v"])
-@pytest.mark.parametrize("name", ["static", "direct", "concat_text"])
+@pytest.mark.parametrize("name", ["static", "direct", "concat_text", "static_text_tokens", "text_tokens"])
 def test_static_features_fast_path_equals_the_step_by_step_path(direction, name):
     """The conditioning backbone run once per input (its states at every fusion point reused at every step) gives
     the samples of the full joint model run at every step (test_windows.sequential), windows and CFG included."""
     generated = "audio" if direction == "v2a" else "video"
-    config = {k: (generated if k == "reinject" else v) for k, v in VARIANTS[name].items()}
+    config = {k: (generated if k in ("reinject", "text_tokens_into") else v) for k, v in VARIANTS[name].items()}
     cls = AVLinkV2APipeline if direction == "v2a" else AVLinkA2VPipeline
     pipe = tiny_pipeline(cls)
     pipe.set_progress_bar_config(disable=True)
@@ -222,3 +224,22 @@ def test_with_static_features_v2a_runs_the_video_backbone_once_per_input():
         pipe(**conditioning("v2a", 1.5, 0), prompt="a knock", num_inference_steps=4, output_type="latent")
         calls[name] = len(counter)
     assert calls == {"fusion_blocks": 4, "static": 1}
+
+
+def test_text_tokens_come_from_the_conditioning_prefix(tiny_models):
+    """text_tokens_into="audio": the video's features after its first fusion point (before any fusion) become extra
+    text tokens of the audio; the audio changes with the video's prefix, and the setting is checked."""
+    audio, video, _ = tiny_models
+    adapter = randomize_(AVLinkFusionAdapter.from_preset("tiny", text_tokens_into="audio", reinject="audio"), 0.05).eval()
+    plain = randomize_(AVLinkFusionAdapter.from_preset("tiny", reinject="audio"), 0.05).eval()
+    x = inputs(4)
+    with torch.no_grad():
+        with_tokens, without = run(tiny_models, adapter, x).audio, run(tiny_models, plain, x).audio
+        assert not torch.allclose(with_tokens, without, atol=1e-5)
+        states = conditioning_states(video, adapter, "video", x["video"], 0.96, x["text"])
+        cached = joint_forward(audio, video, adapter, x["audio"], states, 0.3, 0.96, x["text"], None, return_video=False)
+        torch.testing.assert_close(cached.audio, with_tokens, atol=1e-6, rtol=0)
+    for bad in (dict(text_tokens_into="video", reinject="audio"), dict(text_tokens_into="audio", fusion_type="concat_text",
+                                                                       reinject="audio")):
+        with pytest.raises(ValueError, match="text"):
+            AVLinkFusionAdapter.from_preset("tiny", **bad)

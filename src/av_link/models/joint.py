@@ -114,6 +114,17 @@ def joint_forward(
         out = _concat_to_text(fusion_adapter, models, states, generated, batch)
         return JointOutput(**{generated: out, ("video" if generated == "audio" else "audio"): None})
 
+    into = fusion_adapter.config.get("text_tokens_into")
+    if into is not None:  # the other backbone's prefix, as extra text tokens of this one, before its first block
+        source = "video" if into == "audio" else "audio"
+        prefix = _state_at(models[source], states[source], 0, _layers(fusion_adapter, source)[0])
+        if not isinstance(states[source], ConditioningStates):
+            states[source] = prefix
+        target = states[into]
+        if target.next_block != 0:
+            raise ValueError(f"text_tokens_into extends the text every {into} block reads: give the {into} as its input")
+        tokens = fusion_adapter.concat(prefix.hidden[:batch], prefix.time_positions)
+        states[into] = _with_extra_text(target, tokens, batch, target.text, target.text_mask)
     audio_seconds, video_seconds = first["audio"].time_positions, first["video"].time_positions
     if kind in ("fusion_blocks", "cross_attention"):
         t_a = check_timestep(audio_timestep, batch + extra["audio"], first["audio"].hidden.device)[:batch]
