@@ -60,7 +60,9 @@ def parse_args(argv=None):
                         help="text-to-audio pipeline folder (from train_backbone.py, or a diffusers LongCatAudioDiTPipeline)")
     parser.add_argument("--video_model", required=True, help="text-to-video pipeline folder (or a diffusers WanPipeline)")
     parser.add_argument("--preset", default="paper", help="Fusion Block size preset (widths and depths follow the backbones)")
-    parser.add_argument("--adapter_config", default="{}", help='JSON overrides, e.g. \'{"num_blocks": 4}\' or a placement')
+    parser.add_argument("--adapter_config", default="{}",
+                        help='JSON overrides, e.g. \'{"num_blocks": 4}\' or a placement; with --adapter_model, options that '
+                             'add modules to the trained blocks (e.g. \'{"text_tokens_into": "audio"}\')')
     parser.add_argument("--adapter_model", default=None,
                         help="start from trained Fusion Blocks: a V2A/A2V pipeline folder or a fusion_adapter folder "
                              "(default: fresh blocks of --preset and --adapter_config)")
@@ -94,9 +96,10 @@ def load_backbones(args):
 
 def load_adapter(args, audio_model, video_model) -> AVLinkFusionAdapter:
     """The adapter to train; `audio_model` / `video_model`: av-link backbones or views of diffusers ones."""
-    if args.adapter_model:
+    if args.adapter_model:  # --adapter_config may add modules to the trained blocks (they start fresh)
         folder = os.path.join(args.adapter_model, "fusion_adapter")
-        return AVLinkFusionAdapter.from_pretrained(folder if os.path.isdir(folder) else args.adapter_model)
+        return AVLinkFusionAdapter.from_trained(folder if os.path.isdir(folder) else args.adapter_model,
+                                                **json.loads(args.adapter_config))
     adapter_kwargs = dict(audio_dim=audio_model.hidden_size, video_dim=video_model.hidden_size,
                           num_audio_layers=len(audio_model.blocks), num_video_layers=len(video_model.blocks),
                           time_rate=video_model.tokens_per_second)

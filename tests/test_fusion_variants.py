@@ -243,3 +243,16 @@ def test_text_tokens_come_from_the_conditioning_prefix(tiny_models):
                                                                        reinject="audio")):
         with pytest.raises(ValueError, match="text"):
             AVLinkFusionAdapter.from_preset("tiny", **bad)
+
+
+def test_trained_blocks_take_added_modules(tmp_path, tiny_models):
+    """from_trained: the trained weights kept, an added module fresh; an override that reshapes a weight fails."""
+    trained = randomize_(AVLinkFusionAdapter.from_preset("tiny"), 0.1)
+    trained.save_pretrained(tmp_path)
+    extended = AVLinkFusionAdapter.from_trained(tmp_path, text_tokens_into="audio")
+    assert extended.config.text_tokens_into == "audio" and extended.concat is not None
+    kept = extended.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in trained.state_dict().items())
+    assert AVLinkFusionAdapter.from_trained(tmp_path).config.text_tokens_into is None
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        AVLinkFusionAdapter.from_trained(tmp_path, hidden_size=32)

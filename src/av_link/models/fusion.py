@@ -297,6 +297,20 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
             self.concat = ConcatToText(source_dim, target_dim, eps)
         self.gradient_checkpointing = False
 
+    @classmethod
+    def from_trained(cls, folder, **overrides) -> "AVLinkFusionAdapter":
+        """The trained adapter in `folder`, with config `overrides` that add modules (e.g. `text_tokens_into`): the
+        trained weights are kept and the added modules start fresh. An override that would drop or reshape a trained
+        weight fails."""
+        trained = cls.from_pretrained(folder)
+        if not overrides:
+            return trained
+        adapter = cls(**{**{k: v for k, v in trained.config.items() if not k.startswith("_")}, **overrides})
+        _, unexpected = adapter.load_state_dict(trained.state_dict(), strict=False)  # shape changes raise here
+        if unexpected:
+            raise ValueError(f"the overrides {overrides} would drop trained weights ({', '.join(unexpected[:3])}, ...)")
+        return adapter
+
     @staticmethod
     def _time_mlp(hidden: int, out: int) -> nn.Sequential:
         mlp = nn.Sequential(nn.Linear(512, hidden), nn.SiLU(), nn.Linear(hidden, out))
