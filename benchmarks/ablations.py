@@ -37,7 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthhits_cells import BASE_ADAPTER, RESULTS, ROOT, T95, child_env, interval, prepare, train, train_command  # noqa: E402
+from synthhits_cells import (BASE_ADAPTER, RESULTS, ROOT, T95, child_env, interval, load_trained, prepare,  # noqa: E402
+                             train, train_command)
 
 PLACEMENT = {"after_block_1": 1 / 24, "after_block_11": 11 / 24, "after_block_22": 22 / 24}  # the paper's, of 24
 VARIANTS = {  # name -> (adapter config over BASE_ADAPTER, extra train_fusion.py arguments)
@@ -92,13 +93,8 @@ def score_cell(folder: Path, data: Path, clips: int, steps: int, guidance: float
     from av_link.evaluation import audio_scores, fit_kind_classifier, load_clips
     from av_link.utils.media_io import read_audio, read_video, to_mono
 
-    if text_only is not None:
-        pipe = AVLinkTextToAudioPipeline.from_pretrained(str(text_only)).to(dtype=torch.float32)
-    else:
-        pipe = AVLinkV2APipeline.from_pretrained(str(folder)).to(dtype=torch.float32)
-        if (folder / "pytorch_lora_weights.safetensors").exists():  # concat-to-text w/FT: the audio backbone's LoRA
-            pipe.load_lora_weights(str(folder))
-    pipe.set_progress_bar_config(disable=True)
+    # concat-to-text w/FT brings the audio backbone's LoRA
+    pipe = load_trained(text_only, AVLinkTextToAudioPipeline) if text_only is not None else load_trained(folder, AVLinkV2APipeline)
     classifier = fit_kind_classifier()
     result = {"vocoder": type(pipe.vocoder).__name__, "steps": steps, "guidance_scale": guidance}
     for split in ("id", "ood"):

@@ -32,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthhits_cells import BASE_ADAPTER, RESULTS, child_env, interval, prepare, train, train_command  # noqa: E402
+from synthhits_cells import (BASE_ADAPTER, RESULTS, child_env, interval, load_trained, prepare, train,  # noqa: E402
+                             train_command)
 
 SYSTEMS = {  # name -> (task, adapter config over BASE_ADAPTER, extra train_fusion.py arguments)
     "avlink_joint": ("joint_generation", {}, []),
@@ -45,16 +46,6 @@ SYSTEMS = {  # name -> (task, adapter config over BASE_ADAPTER, extra train_fusi
 PAIR_ROWS = ["avlink_joint", "syncflow", "ishii_gamma_0", "ishii_gamma_1.5", "ishii_gamma_-1.5", "cascade"]
 V2A_ROWS = ["zero_shot_v2a", "trained_v2a"]
 PAIR_METRICS = ("audio_to_video", "video_to_audio", "sync_f1", "kind_agreement")
-
-
-def load(folder: Path, cls):
-    import torch
-
-    pipe = cls.from_pretrained(str(folder)).to(dtype=torch.float32)
-    if (folder / "pytorch_lora_weights.safetensors").exists():
-        pipe.load_lora_weights(str(folder))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def score_row(work: Path, row: str, clips: int, steps: int) -> dict:
@@ -71,13 +62,13 @@ def score_row(work: Path, row: str, clips: int, steps: int) -> dict:
     systems = work / "systems"
     sampling = dict(num_inference_steps=steps, guidance_scale=5.0)
     if row in PAIR_ROWS[:-1] or row == "zero_shot_v2a":
-        joint = load(systems / ("avlink_joint" if row == "zero_shot_v2a" else row), AVLinkTextToAudioVideoPipeline)
+        joint = load_trained(systems / ("avlink_joint" if row == "zero_shot_v2a" else row), AVLinkTextToAudioVideoPipeline)
         seconds = joint.config.clip_seconds
     if row in ("cascade", "trained_v2a"):
-        v2a = load(systems / "v2a", AVLinkV2APipeline)
+        v2a = load_trained(systems / "v2a", AVLinkV2APipeline)
         seconds = v2a.config.clip_seconds
     if row == "cascade":
-        t2v = load(work / "backbones" / "t2v", AVLinkTextToVideoPipeline)
+        t2v = load_trained(work / "backbones" / "t2v", AVLinkTextToVideoPipeline)
     results = []
     for i, clip in enumerate(load_clips(str(work / "heldout" / "id"), clips)):
         generator = torch.Generator().manual_seed(i)

@@ -74,6 +74,17 @@ def train(command: list, out: Path) -> None:
         subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, env=child_env())
 
 
+def load_trained(folder: Path, cls):
+    """A trained pipeline folder in float32, with the LoRA train_fusion.py saved beside it (if any), quiet."""
+    import torch
+
+    pipe = cls.from_pretrained(str(folder)).to(dtype=torch.float32)
+    if (Path(folder) / "pytorch_lora_weights.safetensors").exists():
+        pipe.load_lora_weights(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def interval(values: list) -> tuple:
     """Mean and the half-width of its 95% t-interval (nan for one value)."""
     n = len(values)

@@ -18,11 +18,10 @@ class JointOutput:
 class ConditioningStates:
     """A backbone's states at every point where the adapter reads it, for an adapter that does not reinject into it
     (static conditioning features): they do not depend on the other modality, so a sampler computes them once per
-    input (`conditioning_states`) and every step reuses them. `states[k]` is the state after block
-    `layers[k]`."""
+    input (`conditioning_states`) and every step reuses them. `states[k]` is the state at the adapter's k-th point
+    on that side (after block `video_layers[k]` / `audio_layers[k]`; concat-to-text: its one point)."""
 
     states: list
-    layers: list
 
     def nbytes(self) -> int:
         return sum(state.nbytes() for state in self.states)
@@ -57,7 +56,7 @@ def conditioning_states(transformer, fusion_adapter, side: str, hidden_states, t
     for layer in layers:
         state = transformer.run_blocks(state, layer + 1)
         states.append(state)
-    return ConditioningStates(states, layers)
+    return ConditioningStates(states)
 
 
 def joint_forward(
