@@ -93,6 +93,25 @@ def test_an_identity_adapter_gives_the_two_backbones_own_pipelines():
     torch.testing.assert_close(out.frames, video, atol=1e-5, rtol=0)
 
 
+def test_guidance_runs_both_branches_in_one_batch(monkeypatch):
+    """Under guidance one joint forward per step carries the conditional and unconditional rows; the same samples as
+    one forward per branch (what runs when a modality's texts cannot share a batch)."""
+    from av_link.pipelines import pipeline_av_link_text_to_audio_video as module
+
+    pipe = joint_pipe(ADAPTERS["avlink"])
+    calls = []
+    real = module.joint_forward
+    monkeypatch.setattr(module, "joint_forward", lambda *a, **k: calls.append(a[3].shape[0]) or real(*a, **k))
+    batched = sample(pipe, audio_prompt=["a knock", "a clang"], video_prompt="a red ball")
+    assert calls == [4] * STEPS  # 2 outputs x 2 branches, one pass per step
+    calls.clear()
+    monkeypatch.setattr(module, "shared_text_batch", lambda pairs, neutral: None)
+    apart = sample(pipe, audio_prompt=["a knock", "a clang"], video_prompt="a red ball")
+    assert calls == [2] * (2 * STEPS)
+    torch.testing.assert_close(batched.audios, apart.audios, atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched.frames, apart.frames, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_each_joint_system_samples_and_round_trips(name, tmp_path):
     pipe = joint_pipe(ADAPTERS[name])

@@ -55,6 +55,20 @@ def take(x: torch.Tensor, modality: str, window: Window) -> torch.Tensor:
     return x[:, s] if modality == "audio" else x[:, :, s]
 
 
+def shared_text_batch(pairs: list, padding_neutral: bool):
+    """`(text, mask)` with the `(embeds, mask)` pairs' rows stacked in one batch (their texts padded to one length
+    with masked-out tokens; mask None where nothing is masked), or None when the texts differ in length and padding
+    would change the backbone's output (its family's `text_padding_neutral`): then each pair is a batch of its own."""
+    length = max(embeds.shape[1] for embeds, _ in pairs)
+    if all(mask is None and embeds.shape[1] == length for embeds, mask in pairs):
+        return torch.cat([e for e, _ in pairs]), None
+    if any(e.shape[1] != length for e, _ in pairs) and not padding_neutral:
+        return None
+    masks = [torch.ones(e.shape[:2], dtype=torch.bool, device=e.device) if m is None else m for e, m in pairs]
+    text = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, length - e.shape[1])) for e, _ in pairs])
+    return text, torch.cat([torch.nn.functional.pad(m, (0, length - m.shape[1]), value=False) for m in masks])
+
+
 def as_prompt_list(prompt, batch_size: int, name: str) -> list[str]:
     if prompt is None:
         return [""] * batch_size
@@ -367,15 +381,10 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
             pairs.append((state["negative_prompt_embeds"], state["negative_prompt_attention_mask"]))
         pairs = [(embeds[samples], None if mask is None else mask[samples]) for embeds, mask in pairs]
         t = t.expand(x.shape[0])
-        length = max(embeds.shape[1] for embeds, _ in pairs)
-        if all(mask is None and embeds.shape[1] == length for embeds, mask in pairs):
-            return [(torch.cat([x] * len(pairs)), torch.cat([t] * len(pairs)), torch.cat([e for e, _ in pairs]), None)]
-        if any(e.shape[1] != length for e, _ in pairs) and not self.family(self.generated).text_padding_neutral:
+        shared = shared_text_batch(pairs, self.family(self.generated).text_padding_neutral)
+        if shared is None:
             return [(x, t, embeds, mask) for embeds, mask in pairs]
-        masks = [torch.ones(e.shape[:2], dtype=torch.bool, device=e.device) if m is None else m for e, m in pairs]
-        text = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, length - e.shape[1])) for e, _ in pairs])
-        mask = torch.cat([torch.nn.functional.pad(m, (0, length - m.shape[1]), value=False) for m in masks])
-        return [(torch.cat([x] * len(pairs)), torch.cat([t] * len(pairs)), text, mask)]
+        return [(torch.cat([x] * len(pairs)), torch.cat([t] * len(pairs)), *shared)]
 
     def guide(self, v: torch.Tensor) -> torch.Tensor:
         """Classifier-free guidance on a pass's output laid out as by `guidance_inputs`."""

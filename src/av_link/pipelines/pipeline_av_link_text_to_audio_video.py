@@ -13,7 +13,7 @@ import torch
 
 from ..models.joint import joint_forward
 from ..schedulers.flow_time import adjusted_times, noisy_sample, precise_timestep, time_from_timestep
-from .pipeline_av_link_base import AXIS, as_prompt_list, set_scheduler_timesteps
+from .pipeline_av_link_base import AXIS, as_prompt_list, set_scheduler_timesteps, shared_text_batch
 from .pipeline_av_link_cross_modal import AVLinkCrossModalPipeline
 from .pipeline_output import AVLinkAudioVideoPipelineOutput
 
@@ -141,26 +141,30 @@ class AVLinkTextToAudioVideoPipeline(AVLinkCrossModalPipeline):
 
     def _velocity(self, latents: dict, times: dict, texts: dict, skip: str | None) -> dict:
         """Guided velocities of both modalities (but `skip`, the replaced one): the joint model on the prompts,
-        and under guidance on the negative prompts."""
+        and under guidance on the negative prompts, both branches in one batch where each modality's texts can
+        share one (`shared_text_batch`)."""
         backbones = {m: self.family(m).backbone for m in MODALITIES}
         want = {m: m != skip for m in MODALITIES}
         branches = [(0, 1)] + ([(2, 3)] if self.do_classifier_free_guidance else [])
-        outs = []
-        for embeds, mask in branches:
+        shared = {m: shared_text_batch([(texts[m][e], texts[m][k]) for e, k in branches], self.family(m).text_padding_neutral)
+                  for m in MODALITIES}
+        if all(shared[m] is not None for m in MODALITIES):  # one pass: [conditional rows; unconditional rows]
+            passes = [{m: (torch.cat([latents[m]] * len(branches)), *shared[m]) for m in MODALITIES}]
+        else:
+            passes = [{m: (latents[m], texts[m][e], texts[m][k]) for m in MODALITIES} for e, k in branches]
+        outs = {m: [] for m in MODALITIES}
+        for inputs in passes:
+            x = {m: inputs[m][0].to(backbones[m].dtype) for m in MODALITIES}
             out = joint_forward(
-                backbones["audio"], backbones["video"], self.fusion_adapter,
-                latents["audio"].to(backbones["audio"].dtype), latents["video"].to(backbones["video"].dtype),
-                times["audio"].expand(latents["audio"].shape[0]), times["video"].expand(latents["video"].shape[0]),
-                texts["audio"][embeds], texts["video"][embeds], texts["audio"][mask], texts["video"][mask],
+                backbones["audio"], backbones["video"], self.fusion_adapter, x["audio"], x["video"],
+                times["audio"].expand(x["audio"].shape[0]), times["video"].expand(x["video"].shape[0]),
+                inputs["audio"][1], inputs["video"][1], inputs["audio"][2], inputs["video"][2],
                 return_audio=want["audio"], return_video=want["video"],
             )
-            outs.append(out)
-        v = {}
-        for m in MODALITIES:
-            if want[m]:
-                cond = getattr(outs[0], m).float()
-                v[m] = cond if len(outs) == 1 else getattr(outs[1], m).float() + self.guidance_scale * (cond - getattr(outs[1], m).float())
-        return v
+            for m in MODALITIES:
+                if want[m]:
+                    outs[m].append(getattr(out, m).float())
+        return {m: self.guide(torch.cat(outs[m])) for m in MODALITIES if want[m]}
 
     def _replacement(self, video, video_fps, audio, sample_rate):
         """(modality, its signal in model space (B, ...), seconds) for zero-shot V2A / A2V, or None."""
