@@ -108,22 +108,14 @@ def joint_forward(
         raise ValueError(f"audio batch size {first['audio'].hidden.shape[0]} != video batch size "
                          f"{first['video'].hidden.shape[0]}" + (f" + {unfused_rows} unfused rows" if unfused_rows else ""))
     kind = fusion_adapter.config.fusion_type
-    if kind == "concat_text":
+    if kind == "concat_text":  # the generated backbone alone, its text extended by the other's last fusion point
         generated = fusion_adapter.config.reinject
-        out = _concat_to_text(fusion_adapter, models, states, generated, batch)
-        return JointOutput(**{generated: out, ("video" if generated == "audio" else "audio"): None})
-
+        _extend_text(fusion_adapter, models, states, generated, _layers(fusion_adapter, _other(generated))[-1], batch)
+        out = models[generated].unembed(models[generated].run_blocks(states[generated]))
+        return JointOutput(**{generated: out, _other(generated): None})
     into = fusion_adapter.config.get("text_tokens_into")
-    if into is not None:  # the other backbone's prefix, as extra text tokens of this one, before its first block
-        source = "video" if into == "audio" else "audio"
-        prefix = _state_at(models[source], states[source], 0, _layers(fusion_adapter, source)[0])
-        if not isinstance(states[source], ConditioningStates):
-            states[source] = prefix
-        target = states[into]
-        if target.next_block != 0:
-            raise ValueError(f"text_tokens_into extends the text every {into} block reads: give the {into} as its input")
-        tokens = fusion_adapter.concat(prefix.hidden[:batch], prefix.time_positions)
-        states[into] = _with_extra_text(target, tokens, batch, target.text, target.text_mask)
+    if into is not None:  # beside the links: the other backbone's first fusion point as extra text tokens of this one
+        _extend_text(fusion_adapter, models, states, into, _layers(fusion_adapter, _other(into))[0], batch)
     audio_seconds, video_seconds = first["audio"].time_positions, first["video"].time_positions
     if kind in ("fusion_blocks", "cross_attention"):
         t_a = check_timestep(audio_timestep, batch + extra["audio"], first["audio"].hidden.device)[:batch]
@@ -172,18 +164,22 @@ def _state_at(model, state, index: int, layer: int) -> BackboneState:
     return state
 
 
-def _concat_to_text(fusion_adapter, models: dict, states: dict, generated: str, batch: int) -> torch.Tensor:
-    """Concat-to-text: the conditioning backbone's features after its last fusion point become extra text tokens
-    of the generated backbone (masked out for the unfused rows), which then runs alone; its velocity."""
-    conditioning = "video" if generated == "audio" else "audio"
-    layer = _layers(fusion_adapter, conditioning)[-1]
-    features = _state_at(models[conditioning], states[conditioning], 0, layer)  # its one point
+def _other(side: str) -> str:
+    return "video" if side == "audio" else "audio"
+
+
+def _extend_text(fusion_adapter, models: dict, states: dict, into: str, layer: int, batch: int) -> None:
+    """Concat-to-text, in place in `states`: the other backbone's features after its block `layer` (its first
+    precomputed state) become extra text tokens of the `into` backbone (masked out for the unfused rows)."""
+    source = _other(into)
+    features = _state_at(models[source], states[source], 0, layer)
+    if not isinstance(states[source], ConditioningStates):
+        states[source] = features
+    target = states[into]
+    if target.next_block != 0:
+        raise ValueError(f"concat-to-text extends the text every {into} block reads: give the {into} as its input")
     tokens = fusion_adapter.concat(features.hidden[:batch], features.time_positions)
-    state = states[generated]
-    if state.next_block != 0:
-        raise ValueError("concat_text extends the text every block reads: give the generated modality as its input")
-    state = _with_extra_text(state, tokens, batch, state.text, state.text_mask)
-    return models[generated].unembed(models[generated].run_blocks(state))
+    states[into] = _with_extra_text(target, tokens, batch, target.text, target.text_mask)
 
 
 def _with_extra_text(state: BackboneState, tokens: torch.Tensor, batch: int, text, text_mask) -> BackboneState:
