@@ -350,3 +350,27 @@ def test_kind_classifier_validation():
     clf = SoundKindClassifier().fit([a, b], [SR, SR], ["metal", "wood"])
     assert clf.predict(a, SR) == "metal" and clf.predict(b, SR) == "wood"
     assert kind_accuracy(clf, [], SR, []) == 0.0
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_video_kind_classifier_reads_the_kind_from_the_look(size):
+    """Fitted on clips no split holds, it names the kind of held-out id and ood clips (distractors and every frame rate
+    included) from their look; a blank clip is not one of them."""
+    from av_link.data.synthetic_v2 import SPLIT_SEEDS, SynthHitsV2Config, generate_clip_v2
+    from av_link.evaluation import fit_video_kind_classifier
+    from av_link.metrics.video_kind import VideoKindClassifier
+
+    with pytest.raises(RuntimeError, match="not fitted"):
+        VideoKindClassifier().predict(np.zeros((2, size, size, 3), np.uint8))
+    with pytest.raises(ValueError, match="one kind per video"):
+        VideoKindClassifier().fit([np.zeros((2, size, size, 3), np.uint8)], [])
+    look = fit_video_kind_classifier(size=size)  # the evaluation's fit (12 clips per kind)
+    wrong = []
+    for split in ("id", "ood"):
+        config = SynthHitsV2Config.split(split, width=size, height=size, duration_range=(1.0, 2.0))
+        for i, kind in enumerate(SYNTHHITS_KINDS * 2):
+            clip = generate_clip_v2(config, SPLIT_SEEDS[split] + i, kind=kind, distractor=i % 2 == 0)
+            probabilities = look.predict_proba(clip["frames"])
+            if look.predict(clip["frames"]) != kind or max(probabilities, key=probabilities.get) != kind:
+                wrong.append((split, i, kind))
+    assert wrong == []

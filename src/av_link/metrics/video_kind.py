@@ -49,9 +49,10 @@ class VideoKindClassifier:
         return ((self.centroids - z) ** 2).sum(1)
 
     def predict(self, frames) -> str:
-        return self.kinds[int(np.argmin(self._distances(frames)))]
+        distances = self._distances(frames)
+        return self.kinds[int(np.argmin(distances))]
 
     def predict_proba(self, frames) -> Dict[str, float]:
         logits = -0.5 * self._distances(frames)
-        p = np.exp(logits - logits.max())
+        p = np.exp(logits - logits.max())  # a softmax over the kinds' squared standardised distances
         return dict(zip(self.kinds, (p / p.sum()).tolist()))
