@@ -20,9 +20,10 @@ Method
 * Variants: `VARIANTS` below, each a `--adapter_config` on top of the base (plus a LoRA on the audio backbone
   for concat-to-text "w/FT"). Placements "after block 1 / 11 / 22" are the paper's 24-block positions scaled to
   the tiny backbones (4 video, 6 audio blocks).
-* Intervals: per variant the mean over seeds of each cell's mean, with a 95% t-interval over seeds; an ordering
-  A > B is "reproduced" when the 95% interval of mean(A) - mean(B) (Welch) lies above 0, "same direction" when
-  only the means agree, "reversed" otherwise.
+* Intervals: per variant the mean over seeds of each cell's mean, with a 95% t-interval over seeds. An ordering
+  A > B is "reproduced" when two 95% intervals of A - B lie above 0: over seeds (Welch) and over the held-out
+  clips (paired, each clip's score averaged over seeds; `verdict`); "reversed" when both lie below 0; otherwise
+  "not resolved", with the direction of the means.
 * Resumable: a cell whose `scores.json` exists is skipped; an unfinished training resumes from its checkpoint.
   `--lanes` cells run at once, one CPU thread each.
 """
@@ -138,8 +139,10 @@ def run_cell(work: Path, name: str, seed: int, args, layers: dict) -> dict:
 # -- the table ----------------------------------------------------------------------------------
 
 def difference(a: list, b: list) -> tuple:
-    """mean(a) - mean(b) and the half-width of its 95% Welch interval."""
+    """mean(a) - mean(b) and the half-width of its 95% Welch interval (nan with fewer than two values a side)."""
     (ma, _), (mb, _) = interval(a), interval(b)
+    if min(len(a), len(b)) < 2:  # a partial table: no interval yet
+        return ma - mb, math.nan
     va = sum((v - ma) ** 2 for v in a) / (len(a) - 1) / len(a)
     vb = sum((v - mb) ** 2 for v in b) / (len(b) - 1) / len(b)
     se = math.sqrt(va + vb)
@@ -149,11 +152,25 @@ def difference(a: list, b: list) -> tuple:
     return ma - mb, T95.get(max(1, int(dof)), 1.96) * se
 
 
-def verdict(a: list, b: list) -> str:
-    diff, half = difference(a, b)
-    if diff - half > 0:
-        return f"reproduced ({diff:+.3f} +- {half:.3f})"
-    return f"{'same direction' if diff > 0 else 'reversed'} ({diff:+.3f} +- {half:.3f})"
+def verdict(seeds: tuple, clips: tuple) -> dict:
+    """A > B judged twice: over seeds (Welch, the cells' means) and over the held-out clips (paired: each clip's
+    score averaged over seeds, B's subtracted from A's). With 8 clips a score moves in steps of 1/8, so equal cells
+    across seeds give a zero seed interval: the clip interval is what keeps that from passing as certain. The
+    ordering is reproduced (or significantly reversed) only when both intervals exclude 0 on the same side."""
+    (diff, seed_half), (clip_diff, clip_half) = difference(*seeds), interval([x - y for x, y in zip(*clips)])
+    bounds = [(diff - seed_half, diff + seed_half), (clip_diff - clip_half, clip_diff + clip_half)]
+    if math.isnan(seed_half) or math.isnan(clip_half):
+        word = "one seed so far"
+    elif all(lo > 0 for lo, _ in bounds):
+        word = "reproduced"
+    elif all(hi < 0 for _, hi in bounds):
+        word = "reversed"
+    elif diff == 0:
+        word = "no difference"
+    else:
+        word = f"not resolved ({'same' if diff > 0 else 'opposite'} direction)"
+    return {"verdict": word, "difference": diff, "seed_half_width": seed_half, "clip_half_width": clip_half,
+            "text": f"{word}: {diff:+.3f} +- {seed_half:.3f} (seeds), +- {clip_half:.3f} (clips)"}
 
 
 def report(work: Path, args) -> dict:
@@ -165,6 +182,10 @@ def report(work: Path, args) -> dict:
                 cells.setdefault(name, []).append(json.loads(path.read_text()))
     per = {name: {split: {k: [c[split][k] for c in runs] for k in METRICS} for split in ("id", "ood")}
            for name, runs in cells.items()}
+    # each held-out clip's score, averaged over the seeds (the same clips in every cell)
+    per_clip = {name: {split: {k: [sum(c[split]["clips"][i][k] for c in runs) / len(runs)
+                                   for i in range(len(runs[0][split]["clips"]))] for k in METRICS}
+                       for split in ("id", "ood")} for name, runs in cells.items()}
     lines = [f"# Ablations on SynthHits v2 ({args.steps} steps at batch {args.batch_size} per cell, seeds "
              f"{' '.join(map(str, args.seeds))}; {args.clips} id + {args.clips} ood clips, empty prompts, "
              f"{args.sample_steps} sampling steps, CFG 5)", "",
@@ -184,9 +205,10 @@ def report(work: Path, args) -> dict:
             if a not in per or b not in per:
                 continue
             for metric in ("onset_f1", "kind_acc"):
-                row = {s: verdict(per[a][s][metric], per[b][s][metric]) for s in ("id", "ood")}
+                row = {s: verdict((per[a][s][metric], per[b][s][metric]), (per_clip[a][s][metric], per_clip[b][s][metric]))
+                       for s in ("id", "ood")}
                 orderings.setdefault(title, []).append({"pair": f"{a} > {b}", "metric": metric, **row})
-                lines.append(f"| {title} | {metric} | {a} > {b} | {row['id']} | {row['ood']} |")
+                lines.append(f"| {title} | {metric} | {a} > {b} | {row['id']['text']} | {row['ood']['text']} |")
     seconds = [c.get("train_seconds", 0) + c.get("score_seconds", 0) for runs in cells.values() for c in runs]
     lines += ["", f"Cells: {len(seconds)}; lane time {sum(seconds) / 3600:.2f} h (training + scoring, one thread each)."]
     table = "\n".join(lines) + "\n"

@@ -89,9 +89,16 @@ def test_ablation_intervals_and_verdicts():
 
     mean, half = ablations.interval([0.5, 0.6, 0.7])
     assert mean == pytest.approx(0.6) and half == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
-    assert ablations.verdict([0.9, 0.91, 0.92], [0.5, 0.52, 0.51]).startswith("reproduced")
-    assert ablations.verdict([0.6, 0.9, 0.3], [0.5, 0.52, 0.51]).startswith("same direction")
-    assert ablations.verdict([0.4, 0.41, 0.42], [0.5, 0.52, 0.51]).startswith("reversed")
+    clear = ([0.9, 0.8, 0.9, 1.0], [0.5, 0.4, 0.5, 0.6])  # per-clip scores (seed means), paired by clip
+    assert ablations.verdict(([0.9, 0.91, 0.92], [0.5, 0.52, 0.51]), clear)["verdict"] == "reproduced"
+    assert ablations.verdict(([0.5, 0.52, 0.51], [0.9, 0.91, 0.92]), clear[::-1])["verdict"] == "reversed"
+    assert ablations.verdict(([0.6, 0.9, 0.3], [0.5, 0.52, 0.51]), clear)["verdict"] == "not resolved (same direction)"
+    # equal cells across seeds give a zero seed interval; the clips still decide
+    same_seeds = ([0.625] * 3, [0.5] * 3)
+    assert ablations.verdict(same_seeds, ([1, 0, 1, 0], [0, 1, 1, 0]))["verdict"] == "not resolved (same direction)"
+    assert ablations.verdict(same_seeds, clear)["verdict"] == "reproduced"
+    assert ablations.verdict(([0.5] * 3, [0.5] * 3), clear)["verdict"] == "no difference"
+    assert ablations.verdict(([0.5], [0.4, 0.3]), clear)["verdict"] == "one seed so far"
 
 
 def test_joint_systems_build_between_the_synthhits_backbones():
