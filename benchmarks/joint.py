@@ -138,6 +138,12 @@ def report(work: Path, args) -> str:
             r = table[row]
             lines.append(f"| {row} | {r['onset_acc'][0]:.3f} +- {r['onset_acc'][1]:.3f} | "
                          f"{r['onset_f1'][0]:.3f} +- {r['onset_f1'][1]:.3f} | {r['seconds'][0]:.1f} |")
+    trained = {name: json.loads(path.read_text())["seconds"] for name in SYSTEMS
+               if (path := work / "systems" / name / "train_seconds.json").exists()}
+    if trained:
+        lines += ["", "Training (wall seconds, one thread, " + f"{args.lanes} at once): "
+                  + ", ".join(f"{name} {seconds:.0f}" for name, seconds in trained.items())
+                  + f"; in all {sum(trained.values()) / args.lanes / 3600:.2f} h with {args.lanes} lanes."]
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "joint.md").write_text(text)
@@ -170,7 +176,13 @@ def main() -> None:
         def fit(name):
             task, config, extra = SYSTEMS[name]
             out = args.work_dir / "systems" / name
+            if (out / "model_index.json").exists():
+                return
+            started = time.perf_counter()
             train(train_command(args.work_dir, out, task, dict(BASE_ADAPTER, **config), 0, args.steps, args.batch_size, extra), out)
+            timing = out / "train_seconds.json"  # summed over resumed pieces
+            before = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
+            timing.write_text(json.dumps({"seconds": before + time.perf_counter() - started}) + "\n")
 
         with ThreadPoolExecutor(args.lanes) as pool:
             list(pool.map(fit, SYSTEMS))
