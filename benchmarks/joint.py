@@ -13,7 +13,9 @@ Method
   (its modality adaptor, the audio tower trained through a LoRA of rank 8, video to audio only); Ishii et al. (CMC-PE
   both ways, gamma 0, 1.5 (the paper's value, on our flow-time map) and -1.5 (video ahead)); the cascade (the
   video backbone alone from the video caption, then V2A Fusion Blocks trained with the same budget, from the audio
-  caption).
+  caption); and the baseline "independent": the same pipeline with an untrained (zero-gated, so identity) adapter,
+  each backbone generating from its own caption alone: the sync and kind agreement that the captions give without
+  any link.
 * Pair rows: for each held-out clip's two captions, one generated pair of `clip_seconds` (2 s; 64 steps, CFG 5), scored
   against itself (`evaluation.pair_scores`): the generated audio's onsets against the generated video's contact
   times (read from the motion) both ways within 0.1 s, their F1, and whether the sound's and the look's kinds agree.
@@ -43,7 +45,8 @@ SYSTEMS = {  # name -> (task, adapter config over BASE_ADAPTER, extra train_fusi
     "ishii_gamma_-1.5": ("joint_generation", {"fusion_type": "cmc_pe", "timestep_gamma": -1.5}, []),
     "v2a": ("v2a", {}, []),  # the cascade's second stage and the trained-V2A row
 }
-PAIR_ROWS = ["avlink_joint", "syncflow", "ishii_gamma_0", "ishii_gamma_1.5", "ishii_gamma_-1.5", "cascade"]
+PAIR_ROWS = ["avlink_joint", "syncflow", "ishii_gamma_0", "ishii_gamma_1.5", "ishii_gamma_-1.5", "cascade", "independent"]
+JOINT_ROWS = PAIR_ROWS[:5]  # pair rows sampled by a trained joint model
 V2A_ROWS = ["zero_shot_v2a", "trained_v2a"]
 PAIR_METRICS = ("audio_to_video", "video_to_audio", "sync_f1", "kind_agreement")
 
@@ -61,9 +64,12 @@ def score_row(work: Path, row: str, clips: int, steps: int) -> dict:
     sound, look = fit_kind_classifier(), fit_video_kind_classifier()
     systems = work / "systems"
     sampling = dict(num_inference_steps=steps, guidance_scale=5.0)
-    if row in PAIR_ROWS[:-1] or row == "zero_shot_v2a":
-        joint = load_trained(systems / ("avlink_joint" if row == "zero_shot_v2a" else row), AVLinkTextToAudioVideoPipeline)
+    if row in JOINT_ROWS or row in ("zero_shot_v2a", "independent"):
+        joint = load_trained(systems / (row if row in JOINT_ROWS else "avlink_joint"), AVLinkTextToAudioVideoPipeline)
         seconds = joint.config.clip_seconds
+    if row == "independent":  # the baseline: an untrained (zero-gated) adapter, each backbone from its caption alone
+        adapter = joint.fusion_adapter
+        joint.register_modules(fusion_adapter=type(adapter).from_config(adapter.config).to(adapter.dtype))
     if row in ("cascade", "trained_v2a"):
         v2a = load_trained(systems / "v2a", AVLinkV2APipeline)
         seconds = v2a.config.clip_seconds
