@@ -126,18 +126,25 @@ def report(work: Path, args) -> str:
              f"system; {args.clips} id clips; {args.sample_steps} sampling steps, CFG 5)", "",
              "Mean over clips +- 95% t-interval half-width.", "",
              "| system | audio -> video | video -> audio | sync F1 | kind agreement | s / sample |", "| --- | --- | --- | --- | --- | --- |"]
-    table = {}
+    table, per_clip = {}, {}
     for row in PAIR_ROWS + V2A_ROWS:
         path = work / "rows" / f"{row}.json"
         if not path.exists():
             continue
-        clips = json.loads(path.read_text())["clips"]
+        clips = per_clip[row] = json.loads(path.read_text())["clips"]
         metrics = PAIR_METRICS if row in PAIR_ROWS else ("onset_acc", "onset_f1")
         table[row] = {k: interval([c[k] for c in clips if k in c and not math.isnan(c[k])] or [float("nan")])
                       for k in (*metrics, "seconds")}
         if row in PAIR_ROWS:
             cells = " | ".join(f"{m:.3f} +- {h:.3f}" for m, h in (table[row][k] for k in PAIR_METRICS))
             lines.append(f"| {row} | {cells} | {table[row]['seconds'][0]:.1f} |")
+    if "independent" in per_clip:  # paired by clip (same captions, same noise seeds) against the unlinked pair
+        lines += ["", "Against the unlinked pair (independent), paired by clip: mean difference +- 95% half-width.", "",
+                  "| system | sync F1 | kind agreement |", "| --- | --- | --- |"]
+        for row in [r for r in PAIR_ROWS if r in per_clip and r != "independent"]:
+            diffs = {k: interval([a[k] - b[k] for a, b in zip(per_clip[row], per_clip["independent"])]) for k in ("sync_f1", "kind_agreement")}
+            table[row]["vs_independent"] = diffs
+            lines.append(f"| {row} | " + " | ".join(f"{m:+.3f} +- {h:.3f}" for m, h in diffs.values()) + " |")
     lines += ["", "| V2A | Onset Acc | Onset F1 | s / sample |", "| --- | --- | --- | --- |"]
     for row in V2A_ROWS:
         if row in table:
