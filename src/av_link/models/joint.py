@@ -7,6 +7,8 @@ import torch
 from .backbone import BackboneState, check_timestep
 from .backbone_views import as_backbone
 
+OTHER = {"audio": "video", "video": "audio"}  # the other modality of each
+
 
 @dataclass
 class JointOutput:
@@ -110,12 +112,12 @@ def joint_forward(
     kind = fusion_adapter.config.fusion_type
     if kind == "concat_text":  # the generated backbone alone, its text extended by the other's last fusion point
         generated = fusion_adapter.config.reinject
-        _extend_text(fusion_adapter, models, states, generated, _layers(fusion_adapter, _other(generated))[-1], batch)
+        _extend_text(fusion_adapter, models, states, generated, _layers(fusion_adapter, OTHER[generated])[-1], batch)
         out = models[generated].unembed(models[generated].run_blocks(states[generated]))
-        return JointOutput(**{generated: out, _other(generated): None})
+        return JointOutput(**{generated: out, OTHER[generated]: None})
     into = fusion_adapter.config.get("text_tokens_into")
     if into is not None:  # beside the links: the other backbone's first fusion point as extra text tokens of this one
-        _extend_text(fusion_adapter, models, states, into, _layers(fusion_adapter, _other(into))[0], batch)
+        _extend_text(fusion_adapter, models, states, into, _layers(fusion_adapter, OTHER[into])[0], batch)
     audio_seconds, video_seconds = first["audio"].time_positions, first["video"].time_positions
     if kind in ("fusion_blocks", "cross_attention"):
         t_a = check_timestep(audio_timestep, batch + extra["audio"], first["audio"].hidden.device)[:batch]
@@ -164,14 +166,10 @@ def _state_at(model, state, index: int, layer: int) -> BackboneState:
     return state
 
 
-def _other(side: str) -> str:
-    return "video" if side == "audio" else "audio"
-
-
 def _extend_text(fusion_adapter, models: dict, states: dict, into: str, layer: int, batch: int) -> None:
     """Concat-to-text, in place in `states`: the other backbone's features after its block `layer` (its first
     precomputed state) become extra text tokens of the `into` backbone (masked out for the unfused rows)."""
-    source = _other(into)
+    source = OTHER[into]
     features = _state_at(models[source], states[source], 0, layer)
     if not isinstance(states[source], ConditioningStates):
         states[source] = features

@@ -36,10 +36,8 @@ in its pipeline config, so `pipe(video=...)` samples as it was trained; its sche
 import torch
 import torch.nn.functional as F
 
-from ..models.joint import joint_forward
+from ..models.joint import OTHER, joint_forward
 from .randomness import per_sample_rand, sample_generator
-
-OTHER = {"audio": "video", "video": "audio"}
 
 
 def student_sigmas(teacher_sigmas, num_student_steps: int) -> list[float]:
