@@ -106,3 +106,19 @@ def test_slopes_are_trained_and_saved(tmp_path, tiny_models):
     assert loaded.config.time_bias
     again = joint_forward(audio_model, video_model, loaded, audio, video, 0.3, 0.96, text, text, return_video=False)
     torch.testing.assert_close(again.audio, out.audio.detach())
+
+
+def test_frozen_slopes_get_no_gradient_and_change_nothing_else(tiny_models):
+    audio_model, video_model, _ = tiny_models
+    adapter = _adapter()
+    g = torch.Generator().manual_seed(0)
+    audio, video, text = torch.randn(1, 12, 8, generator=g), torch.randn(1, 3, 6, 4, 6, generator=g), torch.randn(1, 5, 32, generator=g)
+    learned = joint_forward(audio_model, video_model, adapter, audio, video, 0.3, 0.96, text, text, return_video=False).audio
+    assert adapter.freeze_time_bias() == len(adapter.blocks)
+    out = joint_forward(audio_model, video_model, adapter, audio, video, 0.3, 0.96, text, text, return_video=False).audio
+    torch.testing.assert_close(out, learned)  # the same function, only what training updates differs
+    out.square().mean().backward()
+    assert all(b.time_bias_log2_slope.grad is None for b in adapter.blocks)
+    assert all(b.audio_in.weight.grad.abs().sum() > 0 for b in adapter.blocks)
+    with pytest.raises(ValueError, match="no time bias"):
+        AVLinkFusionAdapter.from_preset("tiny", audio_dim=8, video_dim=6).freeze_time_bias()

@@ -73,6 +73,12 @@ def adapter_weights(path):
     return load_file(str(Path(path) / "fusion_adapter" / "diffusion_pytorch_model.safetensors"))
 
 
+def reinjection_gates_moved(path) -> bool:
+    """Whether training moved the blocks' reinjection gates (gate2) off their zero start (gate1 starts at 1)."""
+    dim = json.loads((Path(path) / "fusion_adapter" / "config.json").read_text())["hidden_size"]
+    return any(v[5 * dim:].abs().sum() > 0 for k, v in adapter_weights(path).items() if k.endswith("_modulation"))
+
+
 def test_backbone_script_writes_a_loadable_pipeline(backbones):
     t2a, t2v = backbones
     pipe = AVLinkTextToAudioPipeline.from_pretrained(t2a)
@@ -102,7 +108,7 @@ def test_fusion_script_trains_only_the_adapter_and_saves_a_pipeline(backbones, d
     t2a = load_file(str(backbones[0] / "audio_transformer" / "diffusion_pytorch_model.safetensors"))
     saved = load_file(str(out / "audio_transformer" / "diffusion_pytorch_model.safetensors"))
     assert all(torch.equal(t2a[k], saved[k]) for k in t2a)  # the backbone is frozen
-    assert any(v.abs().sum() > 0 for k, v in adapter_weights(out).items() if k.endswith("_modulation"))
+    assert reinjection_gates_moved(out)
     pipe = AVLinkV2APipeline.from_pretrained(out)
     audio = pipe(video=np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8), video_fps=8,
                  num_inference_steps=2, generator=torch.Generator().manual_seed(0)).audios
@@ -212,6 +218,19 @@ def test_bad_arguments_fail_before_training(backbones, data, tmp_path):
     assert not (tmp_path / "o3" / "checkpoint-1").exists()
     bad_repeat = fusion(backbones, data, tmp_path / "o4", "--repeat_fps", "8:3", check=False)
     assert bad_repeat.returncode != 0 and "expected RATE=COUNT" in bad_repeat.stderr
+    no_bias = fusion(backbones, data, tmp_path / "o5", "--freeze_time_bias", check=False)
+    assert no_bias.returncode != 0 and "no time bias to freeze" in no_bias.stderr
+
+
+def test_frozen_time_bias_keeps_the_initial_slopes(backbones, data, tmp_path):
+    from av_link.models.fusion import time_bias_slopes
+
+    fusion(backbones, data, tmp_path / "v2a", "--adapter_config", '{"time_bias": true}', "--freeze_time_bias",
+           "--max_train_steps", "2")
+    weights = adapter_weights(tmp_path / "v2a")
+    slopes = {k: v for k, v in weights.items() if k.endswith("time_bias_log2_slope")}
+    assert slopes and all(torch.equal(v, torch.log2(time_bias_slopes(v.numel()))) for v in slopes.values())
+    assert reinjection_gates_moved(tmp_path / "v2a")  # the rest trained
 
 
 def test_repeat_fps_argument():

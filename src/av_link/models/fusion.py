@@ -323,6 +323,19 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         """(video block, audio block) after which each Fusion Block runs."""
         return list(zip(self.config.video_layers, self.config.audio_layers))
 
+    def freeze_time_bias(self) -> int:
+        """Keep the time-bias slopes at their current values in training; returns how many were frozen.
+
+        Why a trainer would: CPU SDPA has no fused kernel that returns a gradient for a logit bias, so learned
+        slopes send every Fusion Block attention through the math path (about a quarter of a SynthHits v2 V2A
+        step); frozen, the bias is a constant mask the flash kernel takes. GPU kernels have no such cost."""
+        if not self.config.time_bias:
+            raise ValueError("this adapter has no time bias to freeze (time_bias=False)")
+        slopes = [block.time_bias_log2_slope for block in self.blocks]
+        for slope in slopes:
+            slope.requires_grad_(False)
+        return len(slopes)
+
     def check_backbones(self, audio_transformer, video_transformer) -> None:
         """Raise a ValueError if the backbones' widths or depths don't match this adapter's config."""
         c = self.config

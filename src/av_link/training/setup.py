@@ -47,7 +47,7 @@ def training_info(args, dataset, accelerator) -> dict:
         "EMA": f"decay {args.ema_decay}" if args.use_ema else "no",
     }
     for key in ("task", "modality", "preset", "logit_mean", "logit_std", "text_dropout", "generated_text_dropout",
-                "conditioning_text_dropout", "paired_text_dropout", "adapter_model", "repeat_fps"):
+                "conditioning_text_dropout", "paired_text_dropout", "adapter_model", "repeat_fps", "freeze_time_bias"):
         if getattr(args, key, None) is not None:
             info[key.replace("_", " ")] = getattr(args, key)
     return info
