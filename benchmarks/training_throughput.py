@@ -3,6 +3,8 @@ steps on random in-memory batches (no data loading), and model FLOPs utilisation
 
     python benchmarks/training_throughput.py                          # tiny preset, CPU
     python benchmarks/training_throughput.py --preset paper --device cuda --bf16 --batch 8 --gradient-checkpointing
+    python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias learned --threads 1   # the v2 stack's
+    python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1    # V2A Fusion step
 
 FLOPs per step are counted once on the meta device (forward + backward of the trained path, matmul-type
 ops); MFU = FLOPs per second / the device's peak dense bf16 FLOPs (--peak-tflops, default 989 for H100 SXM).
@@ -22,14 +24,27 @@ from av_link.training.objectives import FusionObjective, ObjectiveConfig
 CLIPS = {  # (video frames, height, width, mel frames) of one training clip
     "tiny": (16, 16, 16, 172),
     "paper": (31, 36, 64, 444),
+    "synthhits_v2": (24, 16, 16, 172),  # 2 s at 12 fps
+}
+# Size presets and overrides per benchmark preset: "synthhits_v2" is examples/synthhits_v2_train.sh's stack.
+MODELS = {
+    "tiny": ("tiny", {"patch_size": 2}, {"patch_size": (1, 4, 4)}, {}),
+    "paper": ("paper", {}, {}, {}),
+    "synthhits_v2": ("tiny", {"patch_size": 2, "hidden_size": 192, "mlp_dim": 384, "num_layers": 6},
+                     {"patch_size": (1, 4, 4), "hidden_size": 128, "mlp_dim": 256, "num_layers": 4, "frame_rate": 12},
+                     {"hidden_size": 128, "mlp_dim": 256, "num_blocks": 4, "time_embed_dim": 128}),
 }
 
 
-def build(preset: str, device, text_dim: int, text_len: int):
-    audio = AVLinkAudioTransformer.from_preset(preset, text_dim=text_dim, **({"patch_size": 2} if preset == "tiny" else {}))
-    video = AVLinkVideoTransformer.from_preset(preset, text_dim=text_dim, **({"patch_size": (1, 4, 4)} if preset == "tiny" else {}))
-    adapter = AVLinkFusionAdapter.from_preset(preset, audio_dim=audio.config.hidden_size, video_dim=video.config.hidden_size,
-                                              num_audio_layers=len(audio.blocks), num_video_layers=len(video.blocks))
+def build(preset: str, device, text_dim: int, text_len: int, time_bias: str = "off"):
+    size, audio_kw, video_kw, adapter_kw = MODELS[preset]
+    audio = AVLinkAudioTransformer.from_preset(size, text_dim=text_dim, **audio_kw)
+    video = AVLinkVideoTransformer.from_preset(size, text_dim=text_dim, **video_kw)
+    adapter = AVLinkFusionAdapter.from_preset(size, audio_dim=audio.config.hidden_size, video_dim=video.config.hidden_size,
+                                              num_audio_layers=len(audio.blocks), num_video_layers=len(video.blocks),
+                                              time_rate=video.tokens_per_second, time_bias=time_bias != "off", **adapter_kw)
+    if time_bias == "frozen":  # train_fusion.py --freeze_time_bias
+        adapter.freeze_time_bias()
     for backbone in (audio, video):
         backbone.requires_grad_(False).eval()
 
@@ -46,9 +61,9 @@ def batch_for(preset: str, batch: int, device):
             "audio_caption": ["a sound"] * batch, "video_caption": ["a video"] * batch, "index": list(range(batch))}
 
 
-def count_flops(preset, batch, text_dim, text_len, gradient_checkpointing) -> float:
+def count_flops(preset, batch, text_dim, text_len, gradient_checkpointing, time_bias) -> float:
     with torch.device("meta"):
-        objective, adapter = build(preset, "meta", text_dim, text_len)
+        objective, adapter = build(preset, "meta", text_dim, text_len, time_bias)
         data = batch_for(preset, batch, "meta")
     if gradient_checkpointing:
         adapter.enable_gradient_checkpointing()
@@ -68,16 +83,20 @@ def main():
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--time-bias", choices=["off", "learned", "frozen"], default=None,
+                        help="the Fusion Blocks' time-distance bias (default: learned for synthhits_v2, off otherwise); "
+                             "frozen = train_fusion.py --freeze_time_bias")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    text_dim, text_len = (32, 16) if args.preset == "tiny" else (4096, 32)
+    time_bias = args.time_bias or ("learned" if args.preset == "synthhits_v2" else "off")
+    text_dim, text_len = (4096, 32) if args.preset == "paper" else (32, 16)
     device = torch.device(args.device)
-    objective, adapter = build(args.preset, device, text_dim, text_len)
+    objective, adapter = build(args.preset, device, text_dim, text_len, time_bias)
     if args.gradient_checkpointing:
         for m in (adapter, objective.audio_model, objective.video_model):
             m.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=3e-4, betas=(0.9, 0.99), weight_decay=0.01)
+    optimizer = torch.optim.AdamW([p for p in adapter.parameters() if p.requires_grad], lr=3e-4, betas=(0.9, 0.99), weight_decay=0.01)
     data = batch_for(args.preset, args.batch, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
 
@@ -98,14 +117,14 @@ def main():
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / args.steps
-    flops = count_flops(args.preset, args.batch, text_dim, text_len, args.gradient_checkpointing)
-    result = {"preset": args.preset, "device": str(device), "batch": args.batch, "bf16": args.bf16, "threads": torch.get_num_threads(),
+    flops = count_flops(args.preset, args.batch, text_dim, text_len, args.gradient_checkpointing, time_bias)
+    result = {"preset": args.preset, "time_bias": time_bias, "device": str(device), "batch": args.batch, "bf16": args.bf16, "threads": torch.get_num_threads(),
               "seconds_per_step": seconds, "samples_per_second": args.batch / seconds, "tflop_per_step": flops / 1e12,
               "achieved_tflops": flops / seconds / 1e12}
     if device.type == "cuda":
         result["mfu"] = result["achieved_tflops"] / args.peak_tflops
     print(json.dumps(result, indent=1))
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"training_throughput_{args.preset}_{device.type}.json")
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"training_throughput_{args.preset}{'' if time_bias == 'off' else '_' + time_bias}_{device.type}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
