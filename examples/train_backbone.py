@@ -11,6 +11,7 @@ card) that `examples/train_fusion.py` loads.
 import argparse
 import json
 import logging
+import os
 import sys
 
 import torch
@@ -31,11 +32,15 @@ def parse_args(argv=None):
     parser.add_argument("--modality", choices=["audio", "video"], required=True)
     parser.add_argument("--preset", default="tiny", help="size preset: tiny, small or paper")
     parser.add_argument("--model_config", default="{}", help="JSON of constructor overrides, e.g. '{\"patch_size\": 4}'")
-    parser.add_argument("--init_from", default=None, help="start from this backbone folder (a pipeline dir or model dir)")
-    parser.add_argument("--text_encoder", default="tiny", help='a local T5 encoder folder, or "tiny" for a random 2-layer one')
+    parser.add_argument("--init_from", default=None,
+                        help="start from this backbone: a pipeline folder (its text encoder and, for audio, its mel "
+                             "normalisation come with it: the weights were trained on them) or a bare model folder")
+    parser.add_argument("--text_encoder", default=None,
+                        help='a local T5 encoder folder, or "tiny" for a random 2-layer one (default: "tiny", or the '
+                             "--init_from pipeline's own)")
     parser.add_argument("--fps", type=float, default=6.0, help="video frame rate (video)")
-    parser.add_argument("--height", type=int, default=36)
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--height", type=int, default=None, help="video height (default 36, or the --init_from pipeline's)")
+    parser.add_argument("--width", type=int, default=None, help="video width (default 64, or the --init_from pipeline's)")
     parser.add_argument("--text_dropout", type=float, default=0.1)
     parser.add_argument("--mel_stats_clips", type=int, default=64,
                         help="fit the mel normalisation (mean, std) on this many clips; 0 keeps the front end's defaults")
@@ -59,22 +64,42 @@ def fit_mel_normalization(args, frontend):
     return AVLinkMelSpectrogram(**{**settings, "mel_mean": round(mean, 4), "mel_std": round(std, 4)})
 
 
+def init_pipeline(args):
+    """The --init_from folder loaded as a text-to-`modality` pipeline, or None (no --init_from, or a bare model folder)."""
+    if not args.init_from or not os.path.isfile(os.path.join(args.init_from, "model_index.json")):
+        return None
+    cls = AVLinkTextToAudioPipeline if args.modality == "audio" else AVLinkTextToVideoPipeline
+    return cls.from_pretrained(args.init_from)
+
+
 def main(argv=None):
     args = parse_args(argv)
     check_training_arguments(args)
     logging.basicConfig(level=logging.INFO)
     accelerator = make_accelerator(args)
-    text_encoder, tokenizer = load_text_encoder(args.text_encoder, seed=args.seed)
+    init = init_pipeline(args)
+    if init is not None and args.text_encoder is None:
+        text_encoder, tokenizer = init.text_encoder, init.tokenizer
+    else:
+        text_encoder, tokenizer = load_text_encoder(args.text_encoder or "tiny", seed=args.seed)
     overrides = {"text_dim": text_encoder.config.d_model, **json.loads(args.model_config)}
-    frontend = AVLinkMelSpectrogram()
-    if args.modality == "audio" and not args.init_from and args.mel_stats_clips > 0:
-        frontend = fit_mel_normalization(args, frontend)
+    for name, default in (("height", 36), ("width", 64)):
+        if getattr(args, name) is None:
+            setattr(args, name, init.config[name] if init is not None and args.modality == "video" else default)
+    if init is not None and args.modality == "audio":
+        frontend = init.audio_frontend  # the normalisation the weights were trained on
+    else:
+        frontend = AVLinkMelSpectrogram()
+        if args.modality == "audio" and args.mel_stats_clips > 0:  # a bare model folder keeps no normalisation
+            frontend = fit_mel_normalization(args, frontend)
     if args.modality == "audio":
         cls, extra = AVLinkAudioTransformer, {"frame_rate": frontend.frames_per_second, "in_channels": frontend.config.n_mels}
     else:
         cls, extra = AVLinkVideoTransformer, {"frame_rate": args.fps}
-    model = (cls.from_pretrained(args.init_from, subfolder=f"{args.modality}_transformer") if args.init_from
-             else cls.from_preset(args.preset, **{**extra, **overrides}))
+    if init is not None:
+        model = getattr(init, f"{args.modality}_transformer")
+    else:
+        model = cls.from_pretrained(args.init_from) if args.init_from else cls.from_preset(args.preset, **{**extra, **overrides})
     if model.config.text_dim != text_encoder.config.d_model:
         raise ValueError(f"the text encoder's width {text_encoder.config.d_model} != the model's text_dim {model.config.text_dim}")
     if args.gradient_checkpointing:

@@ -288,3 +288,16 @@ def test_lora_on_trained_fusion_blocks_changes_only_the_lora(backbones, data, tm
 def test_a_lora_on_fresh_fusion_blocks_is_refused(backbones, data, tmp_path):
     result = fusion(backbones, data, tmp_path / "o", "--lora_targets", "fusion", check=False)
     assert result.returncode != 0 and "--adapter_model" in result.stderr
+
+
+def test_backbone_init_from_a_pipeline_keeps_its_normalisation_and_text_encoder(backbones, data, tmp_path):
+    t2a = backbones[0]
+    run("train_backbone.py", "--modality", "audio", "--data_dir", data, "--output_dir", tmp_path / "ft", "--init_from", t2a,
+        "--max_train_steps", "3", *COMMON)
+    before, after = AVLinkTextToAudioPipeline.from_pretrained(t2a), AVLinkTextToAudioPipeline.from_pretrained(tmp_path / "ft")
+    assert before.audio_frontend.config.mel_mean != -5.0  # fitted to the data, not the front end's default
+    assert (after.audio_frontend.config.mel_mean, after.audio_frontend.config.mel_std) == \
+        (before.audio_frontend.config.mel_mean, before.audio_frontend.config.mel_std)
+    assert all(torch.equal(a, b) for a, b in zip(before.text_encoder.state_dict().values(), after.text_encoder.state_dict().values()))
+    moved = [(a - b).abs().max().item() for a, b in zip(before.audio_transformer.parameters(), after.audio_transformer.parameters())]
+    assert 0 < max(moved) < 0.05  # a few steps from the loaded weights, not a fresh model
