@@ -100,3 +100,15 @@ def test_generic_diffusion_pipeline_loads_an_av_link_folder_after_a_plain_import
         "print(json.dumps(dict(name=type(pipe).__name__)))\n"
     )
     assert result["name"] == "AVLinkV2APipeline"
+
+
+# The first av-link import of a session may be a package whose own imports bring in diffusers before it has defined
+# what the pipelines import from it (the scheduler, the LoRA mixin): it must import, and register them when done.
+@pytest.mark.parametrize("module", ["av_link.schedulers", "av_link.schedulers.flow_time", "av_link.loaders", "av_link.models",
+                                    "av_link.training.objectives", "av_link.evaluation"])
+def test_any_av_link_module_imports_first_and_the_pipelines_get_registered(module):
+    result = _fresh_python(
+        f"import json, {module}, diffusers\n"
+        "print(json.dumps(dict(name=diffusers.AVLinkV2APipeline.__name__, a2v=diffusers.AVLinkA2VPipeline.__name__)))\n"
+    )
+    assert result == {"name": "AVLinkV2APipeline", "a2v": "AVLinkA2VPipeline"}

@@ -40,12 +40,37 @@ class _AfterDiffusersImport(importlib.abc.MetaPathFinder):
 
         def exec_then_register(module):
             exec_module(module)
-            pipelines = sys.modules.get(f"{__package__}.pipelines")
-            if not getattr(getattr(pipelines, "__spec__", None), "_initializing", False):
-                register_pipelines()  # else av_link.pipelines is importing diffusers now and registers at its end
+            if not _initializing(f"{__package__}.pipelines"):  # else it is importing diffusers now and registers at its end
+                register_when_ready()
 
         spec.loader.exec_module = exec_then_register
         return spec
+
+
+def _initializing(name: str) -> bool:
+    return getattr(getattr(sys.modules.get(name), "__spec__", None), "_initializing", False)
+
+
+_pending = False
+
+
+def register_when_ready() -> None:
+    """Register now, unless an av-link module the pipelines import from is still executing (it imported diffusers
+    before defining what they need, e.g. `import av_link.schedulers` first): then the packages whose own imports
+    bring in diffusers (schedulers, loaders) register at their end through `register_if_pending`."""
+    global _pending
+    try:
+        register_pipelines()
+        _pending = False
+    except ImportError:
+        if not any(_initializing(name) for name in list(sys.modules) if name.startswith(f"{__package__}.")):
+            raise
+        _pending = True
+
+
+def register_if_pending() -> None:
+    if _pending:
+        register_when_ready()
 
 
 def install() -> None:
