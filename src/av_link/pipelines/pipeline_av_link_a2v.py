@@ -30,6 +30,8 @@ class AVLinkA2VPipeline(AVLinkCrossModalPipeline):
         num_videos_per_prompt: int = 1,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        guidance_start: float | None = None,
+        guidance_stop: float | None = None,
         conditioning_timestep: float | None = None,
         generator=None,
         latents=None,

@@ -146,8 +146,15 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        # diffusers' convention: a scale of 1 or less is no guidance (and a callback may set 0 to stop it)
-        return self._guidance_scale > 1.0
+        """Whether the current step is guided (before sampling: whether any step is). diffusers' convention: a scale
+        of 1 or less is no guidance (and a callback may set 0 to stop it); `guidance_start` / `guidance_stop` limit
+        it to a span of the steps, as diffusers' `ClassifierFreeGuidance(start, stop)` does: steps outside run
+        the conditional branch alone (the unconditional one is not computed)."""
+        if self._guidance_scale <= 1.0:
+            return False
+        first, stop = self._guided_steps
+        step = getattr(self, "_step_index", None)
+        return first < stop if step is None else first <= step < stop
 
     @property
     def num_timesteps(self) -> int:
@@ -365,10 +372,10 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
             for i, timestep in enumerate(timesteps):
                 if self.interrupt:
                     continue
-                self._current_timestep = timestep
+                self._current_timestep, self._step_index = timestep, i
                 yield i, timestep
                 progress_bar.update()
-        self._current_timestep = None
+        self._current_timestep = self._step_index = None
 
     def guidance_inputs(self, x: torch.Tensor, t: torch.Tensor, rows: tuple, state: dict) -> list[tuple]:
         """The generated backbone's inputs for a pass: batches `(x, t, text, text_mask)`, the conditional rows first,
@@ -407,8 +414,14 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
         """A `pad_frames` filler that draws fresh noise (for generated latents)."""
         return lambda x, shape: randn_tensor(shape, generator=generator, device=x.device, dtype=x.dtype)
 
-    def start_call(self, guidance_scale: float) -> None:
+    def start_call(self, guidance_scale: float, num_inference_steps: int, guidance_start: float = 0.0,
+                   guidance_stop: float = 1.0) -> None:
+        if not 0.0 <= guidance_start <= guidance_stop <= 1.0:
+            raise ValueError(f"need 0 <= guidance_start <= guidance_stop <= 1, got {guidance_start}, {guidance_stop}")
         self._guidance_scale = guidance_scale
+        # the guided steps as diffusers' guiders count them: int(start * N) <= step < int(stop * N)
+        self._guided_steps = (int(guidance_start * num_inference_steps), int(guidance_stop * num_inference_steps))
+        self._step_index = None
         self._interrupt = False
         self._current_timestep = None
 

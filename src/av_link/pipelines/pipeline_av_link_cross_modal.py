@@ -24,6 +24,7 @@ OPTIONAL_COMPONENTS = ["text_encoder", "tokenizer", "audio_frontend", "vocoder",
 
 # V2A's and A2V's `__call__` arguments that `generate` takes under the same name (the rest are renamed)
 CALL_ARGUMENTS = ("prompt", "conditioning_prompt", "negative_prompt", "num_inference_steps", "sigmas", "guidance_scale",
+                  "guidance_start", "guidance_stop",
                   "conditioning_timestep", "generator", "latents", "output_type", "return_dict", "callback_on_step_end",
                   "callback_on_step_end_tensor_inputs", "max_sequence_length", *TEXT_INPUTS, "conditioning_prompt_embeds",
                   "conditioning_prompt_attention_mask")
@@ -105,6 +106,8 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         sigmas: list[float] | None = None,
         video_fps: float | None = None,
         base_models: dict | None = None,
+        guidance_start: float = 0.0,
+        guidance_stop: float = 1.0,
     ):
         super().__init__()
         conditioning_timestep = self.default_conditioning_timestep if conditioning_timestep is None else conditioning_timestep
@@ -120,6 +123,10 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         # pipelines `from_backbones` linked, named in the model card. Recorded only when set, so folders of av-link's
         # own backbones keep their model_index.json.
         extra = {k: v for k, v in dict(video_fps=video_fps, base_models=base_models).items() if v is not None}
+        if (guidance_start, guidance_stop) != (0.0, 1.0):  # the paper guides every step; other spans are recorded
+            if not 0.0 <= guidance_start <= guidance_stop <= 1.0:
+                raise ValueError(f"need 0 <= guidance_start <= guidance_stop <= 1, got {guidance_start}, {guidance_stop}")
+            extra.update(guidance_start=guidance_start, guidance_stop=guidance_stop)
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
                                       max_batch_tokens, conditioning_timestep=conditioning_timestep, height=height, width=width,
                                       sigmas=sigmas, **extra)
@@ -171,6 +178,8 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         num_inference_steps: int | None = None,
         sigmas=None,
         guidance_scale: float | None = None,
+        guidance_start: float | None = None,
+        guidance_stop: float | None = None,
         conditioning_timestep: float | None = None,
         generator=None,
         latents: torch.Tensor | None = None,
@@ -195,7 +204,9 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         if conditioning_input is None:
             raise ValueError(f"pass the conditioning {self.conditioning} ({self.conditioning}=...)")
         self.check_call(num_inference_steps, guidance_scale, output_type, callback_on_step_end_tensor_inputs, num_per_prompt)
-        self.start_call(guidance_scale)
+        self.start_call(guidance_scale, num_inference_steps,
+                        self.config.get("guidance_start", 0.0) if guidance_start is None else float(guidance_start),
+                        self.config.get("guidance_stop", 1.0) if guidance_stop is None else float(guidance_stop))
         device = self._execution_device
 
         items = self.prepare_conditioning(conditioning_input, conditioning_rate)

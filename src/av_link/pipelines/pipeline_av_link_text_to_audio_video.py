@@ -88,7 +88,7 @@ class AVLinkTextToAudioVideoPipeline(AVLinkCrossModalPipeline):
         self.check_call(num_inference_steps, guidance_scale, output_type, callback_on_step_end_tensor_inputs, 1)
         if replace_video is not None and replace_audio is not None:
             raise ValueError("replace one modality at most (replace_video for V2A, replace_audio for A2V)")
-        self.start_call(guidance_scale)
+        self.start_call(guidance_scale, num_inference_steps)
         device = self._execution_device
 
         replaced = self._replacement(replace_video, video_fps, replace_audio, sample_rate)

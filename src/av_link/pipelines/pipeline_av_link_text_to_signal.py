@@ -23,7 +23,7 @@ class AVLinkTextToSignalPipeline(AVLinkPipelineBase):
         num_inference_steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)
         self.check_call(num_inference_steps, guidance_scale, output_type, callback_on_step_end_tensor_inputs, num_per_prompt)
-        self.start_call(guidance_scale)
+        self.start_call(guidance_scale, num_inference_steps)
         seconds = self.config.clip_seconds if seconds is None else float(seconds)
         if not seconds > 0:
             raise ValueError(f"the duration must be positive, got {seconds}")

@@ -38,6 +38,8 @@ class AVLinkV2APipeline(AVLinkCrossModalPipeline):
         num_audios_per_prompt: int = 1,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        guidance_start: float | None = None,
+        guidance_stop: float | None = None,
         conditioning_timestep: float | None = None,
         generator=None,
         latents=None,
@@ -67,6 +69,9 @@ class AVLinkV2APipeline(AVLinkCrossModalPipeline):
             num_audios_per_prompt: samples per input video.
             num_inference_steps, guidance_scale, conditioning_timestep: default to the pipeline config. Guidance
                 applies when `guidance_scale > 1` (diffusers' convention).
+            guidance_start, guidance_stop: the span of the steps that are guided, as fractions (diffusers'
+                `ClassifierFreeGuidance(start, stop)`: steps `int(start * N) <= i < int(stop * N)`); the others run
+                the conditional branch alone, at about half the cost. Default: the pipeline config (the paper: 0, 1).
             sigmas: a custom noise grid, decreasing from 1 (default: the paper's uniform grid 1, 1 - 1/N, ..., 1/N).
             generator: `torch.Generator`, or one per output, for the conditioning noise and the initial noise.
             latents: initial audio noise in the audio backbone's space: `(B, frames, n_mels)`, or LongCat's
