@@ -268,6 +268,7 @@ ERROR_CASES = {
     "zero steps": (["v2a", "--model", "{v2a}", "--video", "{clip}", "--out", "{out}.mp4", "--steps", "0"], "--steps: must be a positive integer"),
     "negative guidance": (["t2a", "--model", "{t2a}", "--out", "{out}.wav", "--guidance", "-1"], "--guidance"),
     "bad conditioning time": (["a2v", "--model", "{a2v}", "--audio", "{wav}", "--out", "{out}.mp4", "--conditioning-timestep", "1.5"], "[0, 1]"),
+    "bad guidance stop": (["v2a", "--model", "{v2a}", "--video", "{clip}", "--out", "{out}.mp4", "--guidance-stop", "2"], "--guidance-stop"),
     "zero seconds": (["t2v", "--model", "{t2v}", "--out", "{out}.mp4", "--seconds", "0"], "--seconds"),
     "bad output extension": (["v2a", "--model", "{v2a}", "--video", "{clip}", "--out", "{out}.avi"], "expected .mp4"),
     "wav flag with mp4": (["v2a", "--model", "{v2a}", "--video", "{clip}", "--out", "{out}.mp4", "--wav"], "expected .wav"),
@@ -360,3 +361,16 @@ def test_a_registered_subcommand_runs_and_reports_errors(registry, capsys):
     assert code == 2 and err.startswith("av-link: error: argument --count: must be a positive integer")
     code, out, _ = run(capsys, "--help")
     assert code == 0 and "echo" in out and "v2a" in out
+
+
+def test_v2a_guidance_stop_reaches_the_pipeline(models, media, tmp_path, capsys):
+    outs = {}
+    for stop in ("1.0", "0.5", None):
+        out_path = tmp_path / f"out_{stop}.wav"
+        extra = [] if stop is None else ["--guidance-stop", stop]
+        code, out, err = run(capsys, "v2a", "--model", models["v2a"], "--video", media["clip"], "--out", out_path, "--wav",
+                             "--quiet", *FAST, *extra)
+        assert code == 0, err
+        outs[stop] = read_audio(out_path)[0]
+    np.testing.assert_array_equal(outs["1.0"], outs[None])  # the config's default: every step guided
+    assert not np.array_equal(outs["0.5"], outs[None])  # step 2 of 2 unguided

@@ -92,6 +92,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, conditioning: bool) 
     group.add_argument("--guidance", type=non_negative_float, default=None, metavar="SCALE",
                        help="classifier-free guidance scale (default: the pipeline config, 5.0; 1 disables CFG)")
     if conditioning:
+        group.add_argument("--guidance-stop", type=unit_interval, default=None, metavar="F",
+                           help="guide only the first F of the steps (diffusers' ClassifierFreeGuidance(stop=F)); the "
+                                "rest run the conditional branch alone (default: the pipeline config, 1.0 = every step)")
         group.add_argument("--conditioning-timestep", type=unit_interval, default=None, metavar="T",
                            help="flow time the conditioning input is noised to (default: the pipeline config, "
                                 "0.96 for v2a, 0.8 for a2v)")

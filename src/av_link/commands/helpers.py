@@ -123,7 +123,8 @@ def _sampling_kwargs(args, conditioning: bool) -> dict:
         guidance_scale=args.guidance,
     )
     if conditioning:
-        kwargs.update(conditioning_prompt=args.conditioning_prompt, conditioning_timestep=args.conditioning_timestep)
+        kwargs.update(conditioning_prompt=args.conditioning_prompt, conditioning_timestep=args.conditioning_timestep,
+                      guidance_stop=args.guidance_stop)
     return kwargs
 
 
