@@ -32,6 +32,8 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--guidance_stop", type=float, default=None,
+                        help="V2A / A2V guide only this first fraction of the steps (default: the model's config)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--directions", nargs="+", default=["v2a", "a2v"], choices=["v2a", "a2v"])
     parser.add_argument("--no_kind", action="store_true", help="skip the V2A run with empty prompts (kind accuracy)")
@@ -46,7 +48,8 @@ def main():
                 make_synthhits_v2_dataset(data, args.clips, split=split)
         started = time.perf_counter()
         result = run_synthhits(args.model, data, args.out, args.steps, args.guidance, args.seed, limit=args.clips,
-                               name=f"synthhits_{split}", directions=tuple(args.directions), kind_run=not args.no_kind)
+                               name=f"synthhits_{split}", directions=tuple(args.directions), kind_run=not args.no_kind,
+                               guidance_stop=args.guidance_stop)
         print(f"== {split} ({args.clips} clips, vocoder {result['vocoder']}, {time.perf_counter() - started:.0f} s)\n"
               f"{result['table']}\n")
 

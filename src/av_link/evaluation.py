@@ -196,10 +196,11 @@ def periodic_flashes(frames: np.ndarray, period: int = FLASH_PERIOD) -> np.ndarr
 
 def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips: list[Clip], num_inference_steps=None,
              guidance_scale=None, seed: int = 0, progress: bool = True, keep_waveforms: int = 4,
-             classifier: SoundKindClassifier | None = None, kind_run: bool = True) -> dict:
+             classifier: SoundKindClassifier | None = None, kind_run: bool = True, guidance_stop: float | None = None) -> dict:
     """Score every clip; returns {"per_clip": [...], "summary": {method: {metric: mean}}, "by_fps": {fps: {method:
     {metric: mean}}}, "waveforms": {method: [(waveform, sample_rate), ...] for the first `keep_waveforms` clips}}.
-    `kind_run=False` skips the second V2A run with empty prompts (and kind accuracy)."""
+    `kind_run=False` skips the second V2A run with empty prompts (and kind accuracy). `guidance_stop` (V2A and A2V;
+    default: their config) guides only the first part of the steps; the text-only baselines guide every step."""
     if v2a is None and a2v is None:
         raise ValueError("give a V2A or an A2V pipeline (or both)")
     kinds = kind_run and v2a is not None and any(c.kind for c in clips)
@@ -213,6 +214,7 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
     for _, pipe in runs:
         pipe.set_progress_bar_config(disable=True)
     sampling = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale}
+    linked = {**sampling, "guidance_stop": guidance_stop}  # the V2A / A2V pipelines' sampling
     per_clip, waveforms = [], {}
 
     def keep(method, wave, rate):
@@ -233,18 +235,18 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
             generator = torch.Generator().manual_seed(seed + i)
             if name == "V2A":
                 out = pipe(video=frames, video_fps=fps, prompt=clip.audio_caption, conditioning_prompt=clip.video_caption,
-                           generator=generator, **sampling)
+                           generator=generator, **linked)
                 audio_row(name, out.audios[0], out.sample_rate)
                 if kinds:  # the kind from the picture alone
                     out = pipe(video=frames, video_fps=fps, prompt="", conditioning_prompt="",
-                               generator=torch.Generator().manual_seed(seed + i), **sampling)
+                               generator=torch.Generator().manual_seed(seed + i), **linked)
                     audio_row("V2A (empty prompts)", out.audios[0], out.sample_rate, classifier=classifier)
             elif name == "text-only audio":
                 out = pipe(prompt=clip.audio_caption, audio_length_in_s=seconds, generator=generator, **sampling)
                 audio_row(name, out.audios[0], out.sample_rate)
             elif name == "A2V":
                 out = pipe(audio=wave, sample_rate=sr, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption,
-                           generator=generator, **sampling)
+                           generator=generator, **linked)
                 generated = to_uint8_frames(out.frames[0])
                 row[name] = video_scores(generated, out.fps, clip)
                 row["periodic flashes"] = video_scores(periodic_flashes(generated), out.fps, clip)
@@ -390,19 +392,21 @@ def report_markdown(result: dict) -> str:
 
 def run_synthhits(model_dir: str, data_dir: str, out_dir: str, num_inference_steps=None, guidance_scale=None, seed: int = 0,
                   limit: int | None = None, progress: bool = True, name: str = "synthhits",
-                  directions: tuple = ("v2a", "a2v"), kind_run: bool = True) -> dict:
+                  directions: tuple = ("v2a", "a2v"), kind_run: bool = True, guidance_stop: float | None = None) -> dict:
     """Load, evaluate the `directions` the model folder has, and write `<name>.json`, `<name>.md` (the tables) and
     `<name>.png` into `out_dir`."""
     v2a, a2v = load_pipelines(model_dir)
     v2a, a2v = (v2a if "v2a" in directions else None), (a2v if "a2v" in directions else None)
     vocoder = vocoder_name(v2a)
     clips = load_clips(data_dir, limit)
-    result = evaluate(v2a, a2v, clips, num_inference_steps, guidance_scale, seed, progress, kind_run=kind_run)
+    result = evaluate(v2a, a2v, clips, num_inference_steps, guidance_scale, seed, progress, kind_run=kind_run,
+                      guidance_stop=guidance_stop)
     os.makedirs(out_dir, exist_ok=True)
     table = report_markdown(result)
     report = {"model": model_dir, "data": data_dir, "clips": len(clips), "vocoder": vocoder, "seed": seed,
               "num_inference_steps": num_inference_steps or (v2a or a2v).config.num_inference_steps,
               "guidance_scale": guidance_scale or (v2a or a2v).config.guidance_scale,
+              "guidance_stop": (v2a or a2v).config.get("guidance_stop", 1.0) if guidance_stop is None else guidance_stop,
               "summary": result["summary"], "by_fps": {str(k): v for k, v in result["by_fps"].items()},
               "per_clip": result["per_clip"]}
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
