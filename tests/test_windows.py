@@ -222,7 +222,7 @@ def blended(pipe, windows, total: int):
             out[j] = values.reshape(view)
         return out
 
-    pipe.start_call(1.0)
+    pipe.start_call(1.0, 4)
     x = pipe.denoise({"latents": torch.zeros(shape)}, windows, velocity, num_inference_steps=4)
     return x[0, :, 0] if gen == "audio" else x[0, 0, :, 0, 0]
 
