@@ -99,6 +99,12 @@ def set_scheduler_timesteps(scheduler, num_inference_steps: int, sigmas, device)
     return scheduler.timesteps
 
 
+def check_guidance_span(guidance_start: float, guidance_stop: float) -> None:
+    """The guided span of the steps, as fractions (diffusers' `ClassifierFreeGuidance(start, stop)`)."""
+    if not 0.0 <= guidance_start <= guidance_stop <= 1.0:
+        raise ValueError(f"need 0 <= guidance_start <= guidance_stop <= 1, got {guidance_start}, {guidance_stop}")
+
+
 class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
     generated: str = "audio"  # the modality this pipeline generates
     _callback_tensor_inputs = ["latents", *TEXT_INPUTS]
@@ -416,8 +422,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
 
     def start_call(self, guidance_scale: float, num_inference_steps: int, guidance_start: float = 0.0,
                    guidance_stop: float = 1.0) -> None:
-        if not 0.0 <= guidance_start <= guidance_stop <= 1.0:
-            raise ValueError(f"need 0 <= guidance_start <= guidance_stop <= 1, got {guidance_start}, {guidance_stop}")
+        check_guidance_span(guidance_start, guidance_stop)
         self._guidance_scale = guidance_scale
         # the guided steps as diffusers' guiders count them: int(start * N) <= step < int(stop * N)
         self._guided_steps = (int(guidance_start * num_inference_steps), int(guidance_stop * num_inference_steps))

@@ -9,7 +9,7 @@ from ..models.joint import conditioning_states, embed_prefix, joint_forward
 from ..schedulers.flow_time import noisy_sample
 from ..utils.heap import release_free_memory
 from .inputs import split_inputs
-from .pipeline_av_link_base import AXIS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, take
+from .pipeline_av_link_base import AXIS, TEXT_INPUTS, AVLinkPipelineBase, as_prompt_list, check_guidance_span, take
 from .windows import extent
 
 # Cached conditioning prefixes (see `sample_group`): a 5-minute input at the shipped tiny V2A model's size needs ~40 MB
@@ -124,8 +124,7 @@ class AVLinkCrossModalPipeline(AVLinkPipelineBase):
         # own backbones keep their model_index.json.
         extra = {k: v for k, v in dict(video_fps=video_fps, base_models=base_models).items() if v is not None}
         if (guidance_start, guidance_stop) != (0.0, 1.0):  # the paper guides every step; other spans are recorded
-            if not 0.0 <= guidance_start <= guidance_stop <= 1.0:
-                raise ValueError(f"need 0 <= guidance_start <= guidance_stop <= 1, got {guidance_start}, {guidance_stop}")
+            check_guidance_span(guidance_start, guidance_stop)
             extra.update(guidance_start=guidance_start, guidance_stop=guidance_stop)
         self.register_sampling_config(num_inference_steps, guidance_scale, clip_seconds, window_overlap_seconds, max_sequence_length,
                                       max_batch_tokens, conditioning_timestep=conditioning_timestep, height=height, width=width,
