@@ -36,6 +36,8 @@ A2V_STEPS=${A2V_STEPS:-1500}
 V2A_FT_STEPS=${V2A_FT_STEPS:-600}
 A2V_FT_STEPS=${A2V_FT_STEPS:-400}
 PY=${PYTHON:-python}
+# Every stage logs to TensorBoard: say so now, not after the data stage has run.
+$PY -c "import tensorboard" 2>/dev/null || { echo "the training stages need the train extras: pip install -e '.[train]'" >&2; exit 2; }
 mkdir -p "$WORK"
 COMMON=(--cache_dir "$WORK/cache" --clip_seconds 2.0 --train_batch_size 16 --lr_warmup_steps 200 --checkpointing_steps 250 --checkpoints_total_limit 1
         --report_to tensorboard --resume_from_checkpoint latest)

@@ -115,6 +115,7 @@ def test_fusion_script_trains_only_the_adapter_and_saves_a_pipeline(backbones, d
     assert audio.shape == (1, 22050) and np.isfinite(audio).all()
     card = (out / "README.md").read_text()
     assert "video-to-audio" in card and "AdamW" in card and "EMA" in card
+    assert "freeze time bias" not in card  # a switch left off is no card line
     assert "samples_per_second" in result.stderr + result.stdout or "sps" in result.stderr
 
 

@@ -48,6 +48,7 @@ def training_info(args, dataset, accelerator) -> dict:
     }
     for key in ("task", "modality", "preset", "logit_mean", "logit_std", "text_dropout", "generated_text_dropout",
                 "conditioning_text_dropout", "paired_text_dropout", "adapter_model", "repeat_fps", "freeze_time_bias"):
-        if getattr(args, key, None) is not None:
-            info[key.replace("_", " ")] = getattr(args, key)
+        value = getattr(args, key, None)
+        if value is not None and value is not False:  # a switch left off is the default: not worth a card line
+            info[key.replace("_", " ")] = value
     return info
