@@ -49,9 +49,11 @@ def test_the_span_is_a_saved_sampling_default(tmp_path):
     pipe.save_pretrained(tmp_path / "a2v")
     loaded = AVLinkA2VPipeline.from_pretrained(tmp_path / "a2v")
     assert (loaded.config.guidance_start, loaded.config.guidance_stop) == (0.0, 0.5)
+    assert "| guidance_stop | 0.5 |" in (tmp_path / "a2v" / "README.md").read_text()  # the card says so
     plain = tiny_pipeline(AVLinkV2APipeline)
     plain.save_pretrained(tmp_path / "v2a")
     assert "guidance_stop" not in (tmp_path / "v2a" / "model_index.json").read_text()  # the paper's default: not recorded
+    assert "guidance_stop" not in (tmp_path / "v2a" / "README.md").read_text()
     with pytest.raises(ValueError, match="guidance_start <= guidance_stop"):
         _v2a(plain, guidance_start=0.8, guidance_stop=0.2)
     with pytest.raises(ValueError, match="guidance_start <= guidance_stop"):

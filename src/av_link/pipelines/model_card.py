@@ -11,7 +11,7 @@ TAGS = {
     "AVLinkTextToVideoPipeline": ["text-to-video"],
 }
 SAMPLING_KEYS = ("conditioning_timestep", "num_inference_steps", "guidance_scale", "height", "width", "video_fps", "clip_seconds",
-                 "window_overlap_seconds", "max_sequence_length", "max_batch_tokens")
+                 "window_overlap_seconds", "max_sequence_length", "max_batch_tokens", "guidance_start", "guidance_stop")
 
 
 def _size(module) -> str:
