@@ -56,7 +56,9 @@ class GriffinLimVocoder(ConfigOnlyModelMixin, ConfigMixin):
         fb = slaney_mel_filterbank(sampling_rate, n_fft, n_mels, f_min, f_max).astype(np.float64)
         # Minimum-norm least-squares inverse, computed once in float64; NNLS refinement starts from it.
         self.register_buffer("mel_basis", torch.from_numpy(fb).float(), persistent=False)
-        self.register_buffer("inverse_mel_basis", torch.from_numpy(np.linalg.pinv(fb)).float(), persistent=False)
+        # torch's pinv, not numpy's: numpy's threaded OpenBLAS hung here (spinning) in a process whose earlier CLI runs
+        # had been interrupted, on a 2-core AMD EPYC (tests/test_cli_folders.py).
+        self.register_buffer("inverse_mel_basis", torch.linalg.pinv(torch.from_numpy(fb)).float(), persistent=False)
         left = (n_fft - win_length) // 2
         window = F.pad(torch.hann_window(win_length), (left, n_fft - win_length - left))
         self.register_buffer("window", window, persistent=False)
