@@ -9,9 +9,10 @@
 # cores this halves the wall time, and single-threaded runs slow down gracefully when something else needs the
 # CPU, where 2 threads per process thrash); a stage that starts after the other lane has finished (the V2A
 # fine-tune: A2V's lane is 1,900 steps, V2A's 2,600) takes both threads (a fusion step: 2.15 s on one, 1.60 s on
-# two, AMD EPYC with AVX2; benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen). Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default
-# 6000), T2V_STEPS (3000), V2A_STEPS (2000), A2V_STEPS (1500), V2A_FT_STEPS (600), A2V_FT_STEPS (400). The
-# shipped models are WORK_DIR/v2a_ft and WORK_DIR/a2v_ft.
+# two, AMD EPYC with AVX2; benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen).
+# Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default 6000), T2V_STEPS (3000), V2A_STEPS (2000),
+# A2V_STEPS (1500), V2A_FT_STEPS (600), A2V_FT_STEPS (400). The shipped models are WORK_DIR/v2a_ft and
+# WORK_DIR/a2v_ft.
 #
 # Model choices: video at 12 fps, 16x16 px, 4x4 patches (16 tokens per frame). 12 fps puts 2.4 frames
 # between the closest impacts of the OOD split (0.2 s) and keeps every instant within 42 ms of a frame
