@@ -33,6 +33,7 @@ from av_link.evaluation import SHARED, shipped_models_dir
 from av_link.pipelines.pipeline_av_link_base import check_guidance_span
 from av_link.pipelines.folders import COMPONENTS_FROM, FUSED_LORA, _rewrite_json, mark_adapter_only, read_index
 from av_link.pipelines.model_card import read_training_info
+from av_link.training.setup import adapter_model_training
 
 LIMIT_MB = 25
 
@@ -68,6 +69,16 @@ def ship_student(source: str, folder: str, teacher: str) -> None:
     _rewrite_json(os.path.join(folder, "model_index.json"), point_at_teacher)
 
 
+def shipped_training_info(source: str) -> dict | None:
+    """The run's card facts, with how its starting blocks were trained for a fine-tune whose card lacks it."""
+    info = read_training_info(os.path.join(source, "README.md"))
+    if info and info.get("adapter model") and "adapter model training" not in info:
+        parent = adapter_model_training(info["adapter model"], info)
+        if parent:
+            info["adapter model training"] = parent
+    return info
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="the WORK_DIR of examples/synthhits_v2_train.sh or synthhits_train.sh (holds v2a/ and a2v/, or their fine-tunes v2a_ft/ and a2v_ft/)")
@@ -92,7 +103,7 @@ def main():
         if name == "v2a" and args.v2a_guidance_stop is not None:
             pipe.register_to_config(guidance_stop=args.v2a_guidance_stop)
         pipe.to(torch.float16)
-        pipe.save_pretrained(os.path.join(target, name), training_info=read_training_info(os.path.join(source, "README.md")))
+        pipe.save_pretrained(os.path.join(target, name), training_info=shipped_training_info(source))
     mark_adapter_only(os.path.join(target, "a2v"), "../v2a", list(SHARED))
     if args.students:
         for name in ("v2a", "a2v"):

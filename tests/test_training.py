@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from av_link import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkV2APipeline
 from av_link.data.synthetic import make_synthetic_dataset
 from av_link.pipelines.from_backbones import same_model
+from av_link.pipelines.model_card import read_training_info
 from av_link.training.setup import tiny_text_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,6 +285,10 @@ def test_lora_on_trained_fusion_blocks_changes_only_the_lora(backbones, data, tm
     assert lora and all(k.startswith("fusion_adapter.") for k in lora)
     assert {k.split(".")[-3] for k in lora} == {"to_q", "to_v", "audio_in"}
     assert all(lora[k].abs().sum() > 0 for k in lora if "lora_B" in k)
+    # The fine-tune's card says how the blocks it started from were trained: what differs from this run.
+    facts = read_training_info(out / "README.md")
+    assert facts["adapter model"] == str(tmp_path / "v2a")
+    assert facts["adapter model training"] == "steps 3"
 
 
 def test_a_lora_on_fresh_fusion_blocks_is_refused(backbones, data, tmp_path):

@@ -51,4 +51,18 @@ def training_info(args, dataset, accelerator) -> dict:
         value = getattr(args, key, None)
         if value is not None and value is not False:  # a switch left off is the default: not worth a card line
             info[key.replace("_", " ")] = value
+    # A fine-tune's card also says how the blocks it started from were trained (its own card goes with that run).
+    parent = adapter_model_training(getattr(args, "adapter_model", None), info)
+    if parent:
+        info["adapter model training"] = parent
     return info
+
+
+def adapter_model_training(folder, info: dict) -> str | None:
+    """The facts of `folder`'s model card that differ from `info` (this run's), in one line; None without a card."""
+    from ..pipelines.model_card import read_training_info
+
+    card = os.path.join(folder, "README.md") if folder else ""
+    facts = read_training_info(card) if os.path.isfile(card) else None
+    differing = {k: v for k, v in (facts or {}).items() if str(info.get(k)) != v}
+    return "; ".join(f"{k} {v}" for k, v in differing.items()) or None
