@@ -5,7 +5,8 @@ steps on random in-memory batches (no data loading), and model FLOPs utilisation
     python benchmarks/training_throughput.py --preset paper --device cuda --bf16 --batch 8 --gradient-checkpointing
     python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias learned --threads 1   # the v2 stack's
     python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1    # V2A Fusion step
-    python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1 --reinject audio  # static video
+    python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1 --reinject static  # V2A, static video
+    python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1 --task a2v --reinject static
 
 FLOPs per step are counted once on the meta device (forward + backward of the trained path, matmul-type
 ops); MFU = FLOPs per second / the device's peak dense bf16 FLOPs (--peak-tflops, default 989 for H100 SXM).
@@ -38,9 +39,11 @@ MODELS = {
 }
 
 
-def build(preset: str, device, text_dim: int, text_len: int, time_bias: str = "off", reinject: str = "both"):
+def build(preset: str, device, text_dim: int, text_len: int, time_bias: str = "off", reinject: str = "both", task: str = "v2a"):
     size, audio_kw, video_kw, adapter_kw = MODELS[preset]
-    adapter_kw = {**adapter_kw, "reinject": reinject}
+    # static conditioning features: the blocks feed only the generated backbone (examples/synthhits_v2_train.sh's default)
+    generated = "audio" if task == "v2a" else "video"
+    adapter_kw = {**adapter_kw, "reinject": generated if reinject == "static" else reinject}
     audio = AVLinkAudioTransformer.from_preset(size, text_dim=text_dim, **audio_kw)
     video = AVLinkVideoTransformer.from_preset(size, text_dim=text_dim, **video_kw)
     adapter = AVLinkFusionAdapter.from_preset(size, audio_dim=audio.config.hidden_size, video_dim=video.config.hidden_size,
@@ -54,7 +57,7 @@ def build(preset: str, device, text_dim: int, text_len: int, time_bias: str = "o
     def encode_text(captions):
         return torch.randn(len(captions), text_len, text_dim, device=device), torch.ones(len(captions), text_len, dtype=torch.bool, device=device)
 
-    objective = FusionObjective(adapter, audio, video, encode_text, "v2a", ObjectiveConfig(logit_mean=-1.0))
+    objective = FusionObjective(adapter, audio, video, encode_text, task, ObjectiveConfig(logit_mean=-1.0))
     return objective.to(device), adapter
 
 
@@ -64,9 +67,9 @@ def batch_for(preset: str, batch: int, device):
             "audio_caption": ["a sound"] * batch, "video_caption": ["a video"] * batch, "index": list(range(batch))}
 
 
-def count_flops(preset, batch, text_dim, text_len, gradient_checkpointing, time_bias, reinject="both") -> float:
+def count_flops(preset, batch, text_dim, text_len, gradient_checkpointing, time_bias, reinject="both", task="v2a") -> float:
     with torch.device("meta"):
-        objective, adapter = build(preset, "meta", text_dim, text_len, time_bias, reinject)
+        objective, adapter = build(preset, "meta", text_dim, text_len, time_bias, reinject, task)
         data = batch_for(preset, batch, "meta")
     if gradient_checkpointing:
         adapter.enable_gradient_checkpointing()
@@ -100,15 +103,17 @@ def main():
     parser.add_argument("--time-bias", choices=["off", "learned", "frozen"], default=None,
                         help="the Fusion Blocks' time-distance bias (default: learned for synthhits_v2, off otherwise); "
                              "frozen = train_fusion.py --freeze_time_bias")
-    parser.add_argument("--reinject", choices=["both", "audio"], default="both",
-                        help="both: symmetric reinjection (the method); audio: static conditioning features (docs/ablations.md)")
+    parser.add_argument("--task", choices=["v2a", "a2v"], default="v2a")
+    parser.add_argument("--reinject", choices=["both", "static"], default="both",
+                        help="both: symmetric reinjection (the method); static: the blocks feed only the generated backbone, "
+                             "the conditioning features are static (docs/ablations.md)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     time_bias = args.time_bias or ("learned" if args.preset == "synthhits_v2" else "off")
     text_dim, text_len = (4096, 32) if args.preset == "paper" else (32, 16)
     device = torch.device(args.device)
-    objective, adapter = build(args.preset, device, text_dim, text_len, time_bias, args.reinject)
+    objective, adapter = build(args.preset, device, text_dim, text_len, time_bias, args.reinject, args.task)
     if args.gradient_checkpointing:
         for m in (adapter, objective.audio_model, objective.video_model):
             m.enable_gradient_checkpointing()
@@ -133,8 +138,8 @@ def main():
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / args.steps
-    flops = count_flops(args.preset, args.batch, text_dim, text_len, args.gradient_checkpointing, time_bias, args.reinject)
-    result = {"preset": args.preset, "time_bias": time_bias, "reinject": args.reinject, "device": str(device), "batch": args.batch, "bf16": args.bf16, "threads": torch.get_num_threads(),
+    flops = count_flops(args.preset, args.batch, text_dim, text_len, args.gradient_checkpointing, time_bias, args.reinject, args.task)
+    result = {"preset": args.preset, "task": args.task, "time_bias": time_bias, "reinject": args.reinject, "device": str(device), "batch": args.batch, "bf16": args.bf16, "threads": torch.get_num_threads(),
               "processor": processor_name(),
               "seconds_per_step": seconds, "samples_per_second": args.batch / seconds, "tflop_per_step": flops / 1e12,
               "achieved_tflops": flops / seconds / 1e12}
@@ -142,7 +147,7 @@ def main():
         result["mfu"] = result["achieved_tflops"] / args.peak_tflops
     print(json.dumps(result, indent=1))
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"training_throughput_{args.preset}{'' if time_bias == 'off' else '_' + time_bias}"
-                       f"{'' if args.reinject == 'both' else '_reinject_' + args.reinject}_{device.type}.json")
+                       f"{'' if args.task == 'v2a' else '_a2v'}{'' if args.reinject == 'both' else '_reinject_' + args.reinject}_{device.type}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
