@@ -41,7 +41,7 @@ MODELS = {
 
 def build(preset: str, device, text_dim: int, text_len: int, time_bias: str = "off", reinject: str = "both", task: str = "v2a"):
     size, audio_kw, video_kw, adapter_kw = MODELS[preset]
-    # static conditioning features: the blocks feed only the generated backbone (examples/synthhits_v2_train.sh's default)
+    # static conditioning features: the blocks feed only the generated backbone (the stack script's REINJECT=static)
     generated = "audio" if task == "v2a" else "video"
     adapter_kw = {**adapter_kw, "reinject": generated if reinject == "static" else reinject}
     audio = AVLinkAudioTransformer.from_preset(size, text_dim=text_dim, **audio_kw)

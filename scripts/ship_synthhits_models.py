@@ -33,7 +33,7 @@ from av_link.evaluation import SHARED, shipped_models_dir
 from av_link.pipelines.pipeline_av_link_base import check_guidance_span
 from av_link.pipelines.folders import COMPONENTS_FROM, FUSED_LORA, _rewrite_json, mark_adapter_only, read_index
 from av_link.pipelines.model_card import read_training_info
-from av_link.training.setup import adapter_model_training
+from av_link.training.setup import add_adapter_model_training
 
 LIMIT_MB = 25
 
@@ -72,11 +72,7 @@ def ship_student(source: str, folder: str, teacher: str) -> None:
 def shipped_training_info(source: str) -> dict | None:
     """The run's card facts, with how its starting blocks were trained for a fine-tune whose card lacks it."""
     info = read_training_info(os.path.join(source, "README.md"))
-    if info and info.get("adapter model") and "adapter model training" not in info:
-        parent = adapter_model_training(info["adapter model"], info)
-        if parent:
-            info["adapter model training"] = parent
-    return info
+    return info and add_adapter_model_training(info, info.get("adapter model"))
 
 
 def main():

@@ -52,17 +52,18 @@ def training_info(args, dataset, accelerator) -> dict:
         if value is not None and value is not False:  # a switch left off is the default: not worth a card line
             info[key.replace("_", " ")] = value
     # A fine-tune's card also says how the blocks it started from were trained (its own card goes with that run).
-    parent = adapter_model_training(getattr(args, "adapter_model", None), info)
-    if parent:
-        info["adapter model training"] = parent
-    return info
+    return add_adapter_model_training(info, getattr(args, "adapter_model", None))
 
 
-def adapter_model_training(folder, info: dict) -> str | None:
-    """The facts of `folder`'s model card that differ from `info` (this run's), in one line; None without a card."""
+def add_adapter_model_training(info: dict, folder) -> dict:
+    """Add to `info` (a run's card facts) the facts of `folder`'s model card that differ from it, in one line, as
+    "adapter model training"; unchanged without a card there, or when `info` already says it."""
     from ..pipelines.model_card import read_training_info
 
     card = os.path.join(folder, "README.md") if folder else ""
-    facts = read_training_info(card) if os.path.isfile(card) else None
-    differing = {k: v for k, v in (facts or {}).items() if str(info.get(k)) != v}
-    return "; ".join(f"{k} {v}" for k, v in differing.items()) or None
+    if "adapter model training" in info or not os.path.isfile(card):
+        return info
+    differing = {k: v for k, v in (read_training_info(card) or {}).items() if str(info.get(k)) != v}
+    if differing:
+        info["adapter model training"] = "; ".join(f"{k} {v}" for k, v in differing.items())
+    return info
