@@ -10,7 +10,7 @@ from av_link import AVLinkA2VPipeline, AVLinkV2APipeline
 from av_link.cli import main
 from av_link.data.synthetic import make_synthetic_dataset
 from av_link.data.synthetic_v2 import SynthHitsV2Config, make_synthhits_v2_dataset
-from av_link.evaluation import format_table, load_clips, load_pipelines, run_synthhits, shipped_models_dir, through_audio_path
+from av_link.evaluation import fit_kind_classifier, format_table, load_clips, load_pipelines, run_synthhits, shipped_models_dir, through_audio_path
 from av_link.utils.media_io import read_audio, read_video
 from av_link.testing import TINY_PIPELINE_CONFIG, tiny_components
 
@@ -45,6 +45,11 @@ def test_benchmark_scores_every_method(models, heldout, tmp_path):
     for method in ("V2A", "text-only audio", "V2A (empty prompts)"):
         assert 0.0 <= summary[method]["onset_acc"] <= 1.0 and 0.0 <= summary[method]["onset_f1"] <= 1.0
     assert 0.0 <= summary["V2A (empty prompts)"]["kind_acc"] <= 1.0
+    # the text-only backbone's kind (told by the caption) is its kept sound's label from the benchmark's classifier
+    classifier = fit_kind_classifier()
+    for row, (wave, rate) in zip(result["per_clip"], result["waveforms"]["text-only audio"]):
+        assert row["text-only audio"]["kind"] == classifier.predict(wave, rate)
+        assert row["text-only audio"]["kind_acc"] == float(row["text-only audio"]["kind"] == row["kind"])
     assert 0.0 <= summary["ground-truth audio (vocoded)"]["kind_acc"] <= 1.0
     assert set(result["by_fps"]) == {25.0, 8.0} and result["by_fps"][8.0]["V2A"]["clips"] == 1
     report = json.loads((tmp_path / "synthhits.json").read_text())

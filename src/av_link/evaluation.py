@@ -13,7 +13,9 @@ against the true impact times. Video: contact-time accuracy, precision and F1
 (:mod:`av_link.metrics.contact`): contacts are read from the motion, the object reaching the surface.
 Kind: V2A is run a second time with empty prompts, so the sound's kind can come from the picture alone, and
 the generated sound is classified by :class:`~av_link.metrics.kind.SoundKindClassifier`, fitted on
-ground-truth clips the models never saw (a seed of their own). v1 folders (flash-marked clips) are scored
+ground-truth clips the models never saw (a seed of their own). The text-only audio backbone's sound, prompted with
+the caption that names the kind, is classified too: how often the backbone renders a kind when told it, the
+reference for what the picture can make it render. v1 folders (flash-marked clips) are scored
 with v1's flash detector (:func:`~av_link.metrics.event_time_accuracy`), so old results reproduce.
 """
 
@@ -241,9 +243,9 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
                     out = pipe(video=frames, video_fps=fps, prompt="", conditioning_prompt="",
                                generator=torch.Generator().manual_seed(seed + i), **linked)
                     audio_row("V2A (empty prompts)", out.audios[0], out.sample_rate, classifier=classifier)
-            elif name == "text-only audio":
+            elif name == "text-only audio":  # its kind, told by the caption: what the audio backbone renders of each kind
                 out = pipe(prompt=clip.audio_caption, audio_length_in_s=seconds, generator=generator, **sampling)
-                audio_row(name, out.audios[0], out.sample_rate)
+                audio_row(name, out.audios[0], out.sample_rate, classifier=classifier if kinds else None)
             elif name == "A2V":
                 out = pipe(audio=wave, sample_rate=sr, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption,
                            generator=generator, **linked)
