@@ -140,9 +140,9 @@ def main():
     start = time.perf_counter()
     for i in range(args.warmup):
         step(i)
-    warmup_seconds = time.perf_counter() - start  # with --compile: mostly compilation
     if device.type == "cuda":
         torch.cuda.synchronize()
+    warmup_seconds = time.perf_counter() - start  # with --compile: mostly compilation
     start = time.perf_counter()
     for i in range(args.steps):
         step(i)
