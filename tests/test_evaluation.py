@@ -59,6 +59,12 @@ def test_benchmark_scores_every_method(models, heldout, tmp_path):
     assert "| V2A |" in table and "| 25 fps (1 clips) |" in table and format_table(summary).count("\n") == 12
 
 
+def test_no_kind_run_labels_no_sound(models, heldout, tmp_path):
+    summary = run_synthhits(str(models / "v2a"), str(heldout), str(tmp_path), progress=False, kind_run=False)["summary"]
+    assert "V2A (empty prompts)" not in summary and "ground-truth audio" in summary
+    assert not any("kind_acc" in scores for scores in summary.values())
+
+
 def test_v1_folders_are_scored_with_the_flash_detector(models, tmp_path):
     v1 = make_synthetic_dataset(tmp_path / "v1", num_clips=1, seed=99, progress=False)
     summary = run_synthhits(str(models), str(v1), str(tmp_path), progress=False)["summary"]

@@ -206,7 +206,9 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
     if v2a is None and a2v is None:
         raise ValueError("give a V2A or an A2V pipeline (or both)")
     kinds = kind_run and v2a is not None and any(c.kind for c in clips)
-    if kinds and classifier is None:
+    if not kinds:  # kind_run off, no V2A, or clips without kinds (v1): no sound is labelled
+        classifier = None
+    elif classifier is None:
         classifier = fit_kind_classifier()
     runs = []
     if v2a is not None:
@@ -245,7 +247,7 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
                     audio_row("V2A (empty prompts)", out.audios[0], out.sample_rate, classifier=classifier)
             elif name == "text-only audio":  # its kind, told by the caption: what the audio backbone renders of each kind
                 out = pipe(prompt=clip.audio_caption, audio_length_in_s=seconds, generator=generator, **sampling)
-                audio_row(name, out.audios[0], out.sample_rate, classifier=classifier if kinds else None)
+                audio_row(name, out.audios[0], out.sample_rate, classifier=classifier)
             elif name == "A2V":
                 out = pipe(audio=wave, sample_rate=sr, prompt=clip.video_caption, conditioning_prompt=clip.audio_caption,
                            generator=generator, **linked)
@@ -256,8 +258,8 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
                 out = pipe(prompt=clip.video_caption, duration_in_s=seconds, generator=generator, **sampling)
                 row[name] = video_scores(to_uint8_frames(out.frames[0]), out.fps, clip)
         if v2a is not None:
-            audio_row("ground-truth audio", wave, sr, classifier=classifier if kinds else None)
-            audio_row("ground-truth audio (vocoded)", *through_audio_path(v2a, wave, sr), classifier=classifier if kinds else None)
+            audio_row("ground-truth audio", wave, sr, classifier=classifier)
+            audio_row("ground-truth audio (vocoded)", *through_audio_path(v2a, wave, sr), classifier=classifier)
             audio_row("periodic clicks", periodic_clicks(seconds, sr), sr)
             with warnings.catch_warnings():  # the warning about silent output is meant for generated audio
                 warnings.simplefilter("ignore", UserWarning)
