@@ -44,8 +44,14 @@ V2A_STEPS=${V2A_STEPS:-2000}
 A2V_STEPS=${A2V_STEPS:-1500}
 V2A_FT_STEPS=${V2A_FT_STEPS:-600}
 A2V_FT_STEPS=${A2V_FT_STEPS:-400}
-REINJECT=${REINJECT:-both}
-case $REINJECT in both|static) ;; *) echo "REINJECT must be both or static, got $REINJECT" >&2; exit 2 ;; esac
+# Reinjection per direction (both: the paper's symmetric Fusion Blocks; static: they feed only the generated backbone);
+# REINJECT sets both directions at once.
+V2A_REINJECT=${V2A_REINJECT:-${REINJECT:-both}}
+A2V_REINJECT=${A2V_REINJECT:-${REINJECT:-static}}
+for value in "$V2A_REINJECT" "$A2V_REINJECT"; do
+  case $value in both|static) ;; *) echo "REINJECT must be both or static, got $value" >&2; exit 2 ;; esac
+done
+VIDEO_PATCH=${VIDEO_PATCH:-8}
 PY=${PYTHON:-python}
 # Every stage logs to TensorBoard: say so now, not after the data stage has run.
 $PY -c "import tensorboard" 2>/dev/null || { echo "the training stages need the train extras: pip install -e '.[train]'" >&2; exit 2; }
@@ -64,15 +70,16 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality audio --data_dir "$WORK/train" \
           --output_dir "$out" --text_encoder tiny --preset tiny \
           --model_config '{"patch_size": 2, "hidden_size": 192, "mlp_dim": 384, "num_layers": 6}' \
-          --max_train_steps "$T2A_STEPS" --learning_rate 5e-4 "${COMMON[@]}" ;;
+          --max_train_steps "$T2A_STEPS" --learning_rate 5e-4 --use_ema "${COMMON[@]}" ;;
     t2v)
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality video --data_dir "$WORK/train" \
           --output_dir "$out" --text_encoder tiny --preset tiny --fps 12 --height 16 --width 16 \
-          --model_config '{"patch_size": [1, 4, 4], "hidden_size": 128, "mlp_dim": 256, "num_layers": 4}' \
+          --model_config '{"patch_size": [1, '"$VIDEO_PATCH"', '"$VIDEO_PATCH"'], "hidden_size": 128, "mlp_dim": 256, "num_layers": 4}' \
           --max_train_steps "$T2V_STEPS" --learning_rate 5e-4 "${COMMON[@]}" ;;
     v2a|a2v)
       local steps=$V2A_STEPS; [ "$1" = a2v ] && steps=$A2V_STEPS
-      local reinject=both; [ "$REINJECT" = static ] && { reinject=audio; [ "$1" = a2v ] && reinject=video; }
+      local reinject=$V2A_REINJECT generated=audio; [ "$1" = a2v ] && reinject=$A2V_REINJECT generated=video
+      [ "$reinject" = static ] && reinject=$generated
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_fusion.py --task "$1" --audio_model "$WORK/t2a" \
           --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$out" --preset tiny \
           --adapter_config '{"hidden_size": 128, "mlp_dim": 256, "num_blocks": 4, "time_embed_dim": 128, "time_bias": true, "reinject": "'"$reinject"'"}' \
