@@ -39,9 +39,13 @@ def adapter_config(call):
     return json.loads(call[call.index("--adapter_config") + 1])
 
 
-@pytest.mark.parametrize("reinject,expected", [(None, ("both", "both")), ("static", ("audio", "video"))])
-def test_fusion_stages_reinject_as_told(tmp_path, reinject, expected):
-    env = {"REINJECT": reinject} if reinject else {}
+@pytest.mark.parametrize("env,expected", [
+    ({}, ("both", "video")),  # the defaults: V2A symmetric, A2V static features
+    ({"REINJECT": "static"}, ("audio", "video")),
+    ({"REINJECT": "both"}, ("both", "both")),
+    ({"REINJECT": "static", "V2A_REINJECT": "both"}, ("both", "video")),  # a direction's own setting wins
+])
+def test_fusion_stages_reinject_as_told(tmp_path, env, expected):
     result, calls = run_stages(tmp_path, "v2a", "a2v", **env)
     assert result.returncode == 0, result.stderr
     assert [c[c.index("--task") + 1] for c in calls] == ["v2a", "a2v"]
@@ -53,5 +57,16 @@ def test_fusion_stages_reinject_as_told(tmp_path, reinject, expected):
 
 
 def test_an_unknown_reinject_is_refused_before_any_stage(tmp_path):
-    result, calls = run_stages(tmp_path, "v2a", REINJECT="audio")
-    assert result.returncode == 2 and "REINJECT must be both or static" in result.stderr and calls == []
+    for env in ({"REINJECT": "audio"}, {"A2V_REINJECT": "video"}):
+        result, calls = run_stages(tmp_path, "v2a", **env)
+        assert result.returncode == 2 and "REINJECT must be both or static" in result.stderr and calls == []
+
+
+def test_backbone_stages_video_patch_and_audio_ema(tmp_path):
+    result, calls = run_stages(tmp_path, "t2a", "t2v", VIDEO_PATCH="4")
+    assert result.returncode == 0, result.stderr
+    t2a, t2v = calls
+    assert "--use_ema" in t2a and "--use_ema" not in t2v
+    assert json.loads(t2v[t2v.index("--model_config") + 1])["patch_size"] == [1, 4, 4]
+    result, calls = run_stages(tmp_path / "default", "t2v")
+    assert json.loads(calls[0][calls[0].index("--model_config") + 1])["patch_size"] == [1, 8, 8]
