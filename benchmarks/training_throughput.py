@@ -8,6 +8,7 @@ steps on random in-memory batches (no data loading), and model FLOPs utilisation
     python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1 --reinject static  # V2A, static video
     python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1 --task a2v --reinject static
     python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1 --compile   # regional compile
+    python benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen --threads 1 --video-patch 8 --video-hidden 192  # the stack's default video
 
 FLOPs per step are counted once on the meta device (forward + backward of the trained path, matmul-type
 ops); MFU = FLOPs per second / the device's peak dense bf16 FLOPs (--peak-tflops, default 989 for H100 SXM).
@@ -40,8 +41,10 @@ MODELS = {
 }
 
 
-def build(preset: str, device, text_dim: int, text_len: int, time_bias: str = "off", reinject: str = "both", task: str = "v2a"):
+def build(preset: str, device, text_dim: int, text_len: int, time_bias: str = "off", reinject: str = "both", task: str = "v2a",
+          video_overrides: dict | None = None):
     size, audio_kw, video_kw, adapter_kw = MODELS[preset]
+    video_kw = {**video_kw, **(video_overrides or {})}
     # static conditioning features: the blocks feed only the generated backbone (the stack script's REINJECT=static)
     generated = "audio" if task == "v2a" else "video"
     adapter_kw = {**adapter_kw, "reinject": generated if reinject == "static" else reinject}
@@ -68,9 +71,10 @@ def batch_for(preset: str, batch: int, device):
             "audio_caption": ["a sound"] * batch, "video_caption": ["a video"] * batch, "index": list(range(batch))}
 
 
-def count_flops(preset, batch, text_dim, text_len, gradient_checkpointing, time_bias, reinject="both", task="v2a") -> float:
+def count_flops(preset, batch, text_dim, text_len, gradient_checkpointing, time_bias, reinject="both", task="v2a",
+                video_overrides=None) -> float:
     with torch.device("meta"):
-        objective, adapter = build(preset, "meta", text_dim, text_len, time_bias, reinject, task)
+        objective, adapter = build(preset, "meta", text_dim, text_len, time_bias, reinject, task, video_overrides)
         data = batch_for(preset, batch, "meta")
     if gradient_checkpointing:
         adapter.enable_gradient_checkpointing()
@@ -113,13 +117,21 @@ def main():
     parser.add_argument("--reinject", choices=["both", "static"], default="both",
                         help="both: symmetric reinjection (the method); static: the blocks feed only the generated backbone, "
                              "the conditioning features are static (docs/ablations.md)")
+    parser.add_argument("--video-patch", type=int, default=None,
+                        help="the video backbone's spatial patch size (the stack script's VIDEO_PATCH; default: the preset's)")
+    parser.add_argument("--video-hidden", type=int, default=None, help="the video backbone's width (mlp 2x; VIDEO_HIDDEN)")
     args = parser.parse_args()
+    video_overrides = {}
+    if args.video_patch:
+        video_overrides["patch_size"] = (1, args.video_patch, args.video_patch)
+    if args.video_hidden:
+        video_overrides.update(hidden_size=args.video_hidden, mlp_dim=2 * args.video_hidden)
     if args.threads:
         torch.set_num_threads(args.threads)
     time_bias = args.time_bias or ("learned" if args.preset == "synthhits_v2" else "off")
     text_dim, text_len = (4096, 32) if args.preset == "paper" else (32, 16)
     device = torch.device(args.device)
-    objective, adapter = build(args.preset, device, text_dim, text_len, time_bias, args.reinject, args.task)
+    objective, adapter = build(args.preset, device, text_dim, text_len, time_bias, args.reinject, args.task, video_overrides)
     if args.gradient_checkpointing:
         for m in (adapter, objective.audio_model, objective.video_model):
             m.enable_gradient_checkpointing()
@@ -149,8 +161,9 @@ def main():
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / args.steps
-    flops = count_flops(args.preset, args.batch, text_dim, text_len, args.gradient_checkpointing, time_bias, args.reinject, args.task)
-    result = {"preset": args.preset, "task": args.task, "time_bias": time_bias, "reinject": args.reinject, "compile": args.compile, "device": str(device), "batch": args.batch, "bf16": args.bf16, "threads": torch.get_num_threads(),
+    flops = count_flops(args.preset, args.batch, text_dim, text_len, args.gradient_checkpointing, time_bias, args.reinject, args.task,
+                        video_overrides)
+    result = {"preset": args.preset, "video_overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in video_overrides.items()}, "task": args.task, "time_bias": time_bias, "reinject": args.reinject, "compile": args.compile, "device": str(device), "batch": args.batch, "bf16": args.bf16, "threads": torch.get_num_threads(),
               "processor": processor_name(),
               "warmup_seconds": warmup_seconds, "seconds_per_step": seconds, "samples_per_second": args.batch / seconds, "tflop_per_step": flops / 1e12,
               "achieved_tflops": flops / seconds / 1e12}
@@ -158,7 +171,8 @@ def main():
         result["mfu"] = result["achieved_tflops"] / args.peak_tflops
     print(json.dumps(result, indent=1))
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"training_throughput_{args.preset}{'' if time_bias == 'off' else '_' + time_bias}"
-                       f"{'' if args.task == 'v2a' else '_a2v'}{'' if args.reinject == 'both' else '_reinject_' + args.reinject}{'_compile' if args.compile else ''}_{device.type}.json")
+                       f"{'' if args.task == 'v2a' else '_a2v'}{'' if args.reinject == 'both' else '_reinject_' + args.reinject}{'_compile' if args.compile else ''}{f'_video_patch{args.video_patch}' if args.video_patch else ''}"
+                       f"{f'_video_hidden{args.video_hidden}' if args.video_hidden else ''}_{device.type}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)

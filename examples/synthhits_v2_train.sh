@@ -8,16 +8,21 @@
 # Fusion Block sets, each followed by its fine-tune, one CPU thread per lane (the lanes are independent; on 2
 # cores this halves the wall time, and single-threaded runs slow down gracefully when something else needs the
 # CPU, where 2 threads per process thrash); a stage that starts after the other lane has finished (the V2A
-# fine-tune: A2V's lane is 1,900 steps, V2A's 2,600) takes both threads (a fusion step: 2.15 s on one, 1.60 s on
-# two, AMD EPYC with AVX2; benchmarks/training_throughput.py --preset synthhits_v2 --time-bias frozen).
+# fine-tune: A2V's lane is shorter) takes both threads (the V2A fine-tune: 1.06 s a step on one, 0.70 s on two,
+# AMD EPYC with AVX2). The whole stack: 1 h 47 min on that processor (docs/synthhits.md).
 # Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default 6000), T2V_STEPS (3000), V2A_STEPS (2000),
 # A2V_STEPS (1500), V2A_FT_STEPS (600), A2V_FT_STEPS (400). The shipped models are WORK_DIR/v2a_ft and
 # WORK_DIR/a2v_ft.
 #
-# Model choices: video at 12 fps, 16x16 px, 4x4 patches (16 tokens per frame). 12 fps puts 2.4 frames
-# between the closest impacts of the OOD split (0.2 s) and keeps every instant within 42 ms of a frame
+# Model choices: video at 12 fps, 16x16 px, 8x8 patches (4 tokens per frame; VIDEO_PATCH=4 gives 16) in a
+# video backbone 192 wide (VIDEO_HIDDEN: at least a patch's 3 x 8 x 8 values, which it predicts). 12 fps puts 2.4
+# frames between the closest impacts of the OOD split (0.2 s) and keeps every instant within 42 ms of a frame
 # centre; every source rate (8-30 fps) reaches it through the exposure-weighted box filter of
-# av_link.utils.video_ops, which the dataset and the pipelines share. Times: docs/synthhits.md.
+# av_link.utils.video_ops, which the dataset and the pipelines share. The 8x8 patches quarter the video tokens
+# (96 per 2 s clip instead of 384), which cuts the video backbone's and the Fusion Blocks' attention most: a
+# symmetric V2A step 1.03 s instead of 2.21 s, a static A2V step 0.68 s instead of 1.96 s, t2v 1,383 s instead of
+# 3,663 s (AMD EPYC, AVX2, one thread). The audio backbone keeps an EMA of its weights (decay 0.999; the saved
+# model is the EMA). Times and results: docs/synthhits.md.
 #
 # Fusion Block choices: the generated modality's flow time is drawn from logit-normal(-2, 1), mostly noisy
 # times, where nothing but the conditioning input can place the events (at the package default of -1 the
@@ -30,11 +35,11 @@
 # (--repeat_fps 8=3; 8 fps is the rate furthest below the model's 12, where an impact is seen in fewest frames)
 # and drops the video caption 60% of the time (it must not carry what the motion shows).
 #
-# REINJECT=static trains Fusion Blocks that feed only the generated backbone (V2A {"reinject": "audio"}, A2V
-# "video"; static conditioning features, no backward pass through the conditioning backbone): the fusion lanes
-# took 69 instead of ~96 minutes on an AMD EPYC (AVX2), but its V2A timed 8 fps clips worse (Onset Acc 0.830
-# against the shipped symmetric model's 0.960, whose backbones came from another run) and inferred the kind less
-# often (0.700 against 0.875); docs/synthhits.md. The default stays the paper's symmetric reinjection.
+# Reinjection per direction: V2A_REINJECT (default both: the paper's symmetric Fusion Blocks) and A2V_REINJECT
+# (default static: the blocks feed only the generated video backbone, so the audio backbone's features are static
+# and no backward pass runs through it); REINJECT sets both. On one pair of backbones, V2A timed 8 fps clips and
+# inferred the kind better with symmetric blocks (0.920 / 0.775 against 0.830 / 0.700), while A2V timed contacts
+# far better with static ones (0.974 against the shipped 0.861, id); docs/synthhits.md.
 set -euo pipefail
 WORK=${1:?usage: synthhits_v2_train.sh WORK_DIR [data|t2a|t2v|v2a|a2v ...]}
 shift
