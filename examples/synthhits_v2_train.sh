@@ -11,8 +11,9 @@
 # fine-tune: A2V's lane is shorter) takes both threads (the V2A fine-tune: 1.06 s a step on one, 0.70 s on two,
 # AMD EPYC with AVX2). The whole stack: 1 h 47 min on that processor (docs/synthhits.md).
 # Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default 6000), T2V_STEPS (3000), V2A_STEPS (2000),
-# A2V_STEPS (1500), V2A_FT_STEPS (600), A2V_FT_STEPS (400). The shipped models are WORK_DIR/v2a_ft and
-# WORK_DIR/a2v_ft.
+# A2V_STEPS (1500), V2A_FT_STEPS (600), A2V_FT_STEPS (400). The trained models are WORK_DIR/v2a_ft and
+# WORK_DIR/a2v_ft. The models shipped in the package came from the earlier defaults:
+#   VIDEO_PATCH=4 REINJECT=both AUDIO_EMA=0 bash examples/synthhits_v2_train.sh WORK_DIR
 #
 # Model choices: video at 12 fps, 16x16 px, 8x8 patches (4 tokens per frame; VIDEO_PATCH=4 gives 16) in a
 # video backbone 192 wide (VIDEO_HIDDEN: at least a patch's 3 x 8 x 8 values, which it predicts). 12 fps puts 2.4
@@ -53,9 +54,11 @@ A2V_FT_STEPS=${A2V_FT_STEPS:-400}
 # REINJECT sets both directions at once.
 V2A_REINJECT=${V2A_REINJECT:-${REINJECT:-both}}
 A2V_REINJECT=${A2V_REINJECT:-${REINJECT:-static}}
-for value in "$V2A_REINJECT" "$A2V_REINJECT"; do
-  case $value in both|static) ;; *) echo "REINJECT must be both or static, got $value" >&2; exit 2 ;; esac
+for name in V2A_REINJECT A2V_REINJECT; do
+  case ${!name} in both|static) ;; *) echo "$name (or REINJECT) must be both or static, got ${!name}" >&2; exit 2 ;; esac
 done
+AUDIO_EMA=${AUDIO_EMA:-1}  # 1: the audio backbone keeps (and saves) an EMA of its weights; 0: the shipped models' recipe
+case $AUDIO_EMA in 0) EMA_ARGS=() ;; 1) EMA_ARGS=(--use_ema) ;; *) echo "AUDIO_EMA must be 0 or 1, got $AUDIO_EMA" >&2; exit 2 ;; esac
 VIDEO_PATCH=${VIDEO_PATCH:-8}
 # The video backbone predicts a patch's 3 x p x p values from its hidden state: narrower than that, it cannot
 # predict the noise's other directions (its loss stalls at their share: 0.41 at patch 8 with 128 wide, against 0.03
@@ -79,7 +82,7 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality audio --data_dir "$WORK/train" \
           --output_dir "$out" --text_encoder tiny --preset tiny \
           --model_config '{"patch_size": 2, "hidden_size": 192, "mlp_dim": 384, "num_layers": 6}' \
-          --max_train_steps "$T2A_STEPS" --learning_rate 5e-4 --use_ema "${COMMON[@]}" ;;
+          --max_train_steps "$T2A_STEPS" --learning_rate 5e-4 "${EMA_ARGS[@]}" "${COMMON[@]}" ;;
     t2v)
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality video --data_dir "$WORK/train" \
           --output_dir "$out" --text_encoder tiny --preset tiny --fps 12 --height 16 --width 16 \

@@ -57,9 +57,11 @@ def test_fusion_stages_reinject_as_told(tmp_path, env, expected):
 
 
 def test_an_unknown_reinject_is_refused_before_any_stage(tmp_path):
-    for env in ({"REINJECT": "audio"}, {"A2V_REINJECT": "video"}):
+    for env, name in (({"REINJECT": "audio"}, "V2A_REINJECT"), ({"A2V_REINJECT": "video"}, "A2V_REINJECT")):
         result, calls = run_stages(tmp_path, "v2a", **env)
-        assert result.returncode == 2 and "REINJECT must be both or static" in result.stderr and calls == []
+        assert result.returncode == 2 and f"{name} (or REINJECT) must be both or static" in result.stderr and calls == []
+    result, calls = run_stages(tmp_path, "t2a", AUDIO_EMA="yes")
+    assert result.returncode == 2 and "AUDIO_EMA must be 0 or 1" in result.stderr and calls == []
 
 
 def test_backbone_stages_video_patch_and_audio_ema(tmp_path):
@@ -70,3 +72,5 @@ def test_backbone_stages_video_patch_and_audio_ema(tmp_path):
     assert json.loads(t2v[t2v.index("--model_config") + 1])["patch_size"] == [1, 4, 4]
     result, calls = run_stages(tmp_path / "default", "t2v")
     assert json.loads(calls[0][calls[0].index("--model_config") + 1])["patch_size"] == [1, 8, 8]
+    result, calls = run_stages(tmp_path / "shipped", "t2a", AUDIO_EMA="0")  # the shipped models' recipe
+    assert result.returncode == 0 and "--use_ema" not in calls[0]
