@@ -62,7 +62,12 @@ def _process_state(args):
     """accelerate's view of this process (one process when not launched). CPU processes must say so, or
     `PartialState` does not join them: `accelerate launch` marks them with ACCELERATE_USE_CPU (which only
     `Accelerator` reads), and a machine without CUDA has no other choice."""
+    # torch.distributed.nn is imported before the group exists, never after: its `functional` module binds
+    # `group.WORLD` as the default argument of its collectives when imported, so imported later (diffusers pulls it in
+    # through torch._dynamo) it kept the group alive after `destroy_process_group`, and gloo's threads were then torn
+    # down with the interpreter, which sometimes aborted the process ("terminate called without an active exception").
     import torch
+    import torch.distributed.nn
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -96,8 +101,7 @@ def run_folder(conversion: Conversion, args) -> int:
         from accelerate.utils import gather_object
 
         results = gather_object(results)
-        # Tear the process group down before exit: left to interpreter shutdown, gloo's threads can abort the
-        # process ("terminate called without an active exception"; seen once in the 2-process test under load).
+        # Tear the process group down before exit, not at interpreter shutdown (see _process_state).
         state.destroy_process_group()
     summary = summarize(conversion.command, source_dir, out_dir, results, state.num_processes, time.perf_counter() - started)
     if state.is_main_process:
