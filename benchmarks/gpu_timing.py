@@ -11,7 +11,8 @@ Parts (each writes `OUT/gpu_timing.json` when it ends, so a cut-off run keeps wh
 * `open_vae`: Wan's VAE encoding the clip (81 frames of 480x832) and LongCat's VAE decoding its 5.06 s, once each,
   in float32 as both pipelines' model cards load them.
 * `open_sample`: Wan + LongCat + the paper-sized adapter (8 Fusion Blocks, D = 1024), bf16: one full 64-step V2A
-  sample (CFG 5) and the A2V per-step time from two step counts (extrapolated to 64 steps and labelled so).
+  sample (CFG 5) and the A2V per-step time from two step counts (the fastest of 3 runs each; extrapolated to 64
+  steps and labelled so).
 * `open_train`: V2A Fusion Block training steps as `accelerate --mixed_precision bf16` runs them: frozen bf16
   backbones, fp32 adapter under bf16 autocast, AdamW and an EMA copy; samples/s and peak memory, with and without
   gradient checkpointing, beside `training/memory.py`'s estimate.
@@ -27,6 +28,7 @@ device's dense bf16 peak (`--peak-tflops`, 989 for H100 and H200 SXM).
 
 import argparse
 import copy
+import functools
 import json
 import platform
 import statistics
@@ -161,7 +163,9 @@ def time_open_sample(parts, scale, device, dtype, a2v_steps=(2, 6)) -> dict:
         run(1)  # warm-up
         peak_reset(device)
         (n1, n2) = a2v_steps
-        t1, t2 = timed(lambda: run(n1), device)[0], timed(lambda: run(n2), device)[0]
+        # The per-step time is a difference of two timings: each is the fastest of 3 runs, so one run slowed by
+        # something else on the machine does not skew it (single runs gave a negative slope on a loaded CPU).
+        t1, t2 = (min(timed(functools.partial(run, n), device)[0] for _ in range(3)) for n in (n1, n2))
         per_step = (t2 - t1) / (n2 - n1)
         results["a2v"] = dict(steps_timed={n1: t1, n2: t2}, seconds_per_step=per_step, once=t1 - n1 * per_step,
                               seconds_per_sample_extrapolated=t1 + (TEACHER["num_inference_steps"] - n1) * per_step,

@@ -40,8 +40,14 @@ def test_gpu_timing_parts_run_on_cpu(small_paper_clip, tmp_path):
     assert not any("error" in part for part in saved["parts"].values())
     train = saved["parts"]["open_train"]["batch1_checkpointing"]
     assert train["frozen_grads"] == 0 and train["samples_per_second"] > 0
+    # The A2V figures are derived from its two timed step counts (their values are timings: not asserted here).
     a2v = saved["parts"]["open_sample"]["a2v"]
-    assert a2v["seconds_per_step"] > 0 and saved["parts"]["open_sample"]["v2a"]["seconds_per_sample"] > 0
+    (n1, t1), (n2, t2) = ((int(n), t) for n, t in a2v["steps_timed"].items())
+    assert (n1, n2) == (2, 6) and t1 > 0 and t2 > 0 and saved["parts"]["open_sample"]["v2a"]["seconds_per_sample"] > 0
+    assert a2v["seconds_per_step"] == pytest.approx((t2 - t1) / 4)
+    assert a2v["once"] + 2 * a2v["seconds_per_step"] == pytest.approx(t1)
+    steps = saved["parts"]["open_sample"]["v2a"]["steps"]  # the teacher's step count (--tiny: 4)
+    assert a2v["seconds_per_sample_extrapolated"] == pytest.approx(t1 + (steps - 2) * a2v["seconds_per_step"])
 
 
 def test_memory_counter_runs_under_autocast():
