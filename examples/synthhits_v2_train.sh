@@ -7,9 +7,11 @@
 # picks up where it stopped. Without stage names, the two backbones train side by side and then the two
 # Fusion Block sets, each followed by its fine-tune, one CPU thread per lane (the lanes are independent; on 2
 # cores this halves the wall time, and single-threaded runs slow down gracefully when something else needs the
-# CPU, where 2 threads per process thrash); a stage that starts after the other lane has finished (the V2A
-# fine-tune: A2V's lane is shorter) takes both threads (the V2A fine-tune: 1.06 s a step on one, 0.70 s on two,
-# AMD EPYC with AVX2). The whole stack: 1 h 47 min on that processor (docs/synthhits.md).
+# CPU, where 2 threads per process thrash); once one lane has finished, the other takes both threads: a stage
+# still running is stopped right after its next checkpoint and resumes from it on two (t2a beside the shorter t2v,
+# v2a beside the shorter A2V lane), and a stage that starts then takes both at once (the V2A fine-tune: 1.06 s a
+# step on one, 0.70 s on two, AMD EPYC with AVX2). The whole stack: 1 h 47 min on that processor before stopped
+# stages resumed on both threads (docs/synthhits.md).
 # Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default 6000), T2V_STEPS (3000), V2A_STEPS (2000),
 # A2V_STEPS (1500), V2A_FT_STEPS (600), A2V_FT_STEPS (400). The trained models are WORK_DIR/v2a_ft and
 # WORK_DIR/a2v_ft. The models shipped in the package came from the earlier defaults:
@@ -59,12 +61,14 @@ for name in V2A_REINJECT A2V_REINJECT; do
 done
 AUDIO_EMA=${AUDIO_EMA:-1}  # 1: the audio backbone keeps (and saves) an EMA of its weights; 0: the shipped models' recipe
 case $AUDIO_EMA in 0) EMA_ARGS=() ;; 1) EMA_ARGS=(--use_ema) ;; *) echo "AUDIO_EMA must be 0 or 1, got $AUDIO_EMA" >&2; exit 2 ;; esac
+AUDIO_HIDDEN=${AUDIO_HIDDEN:-192}  # the audio backbone's width (a token is 2 mel frames x 80 bands = 160 values)
 VIDEO_PATCH=${VIDEO_PATCH:-8}
 # The video backbone predicts a patch's 3 x p x p values from its hidden state: narrower than that, it cannot
 # predict the noise's other directions (its loss stalls at their share: 0.41 at patch 8 with 128 wide, against 0.03
 # at patch 4), so the width is at least the patch's size.
 VIDEO_HIDDEN=${VIDEO_HIDDEN:-$(( 3 * VIDEO_PATCH * VIDEO_PATCH > 128 ? 3 * VIDEO_PATCH * VIDEO_PATCH : 128 ))}
 PY=${PYTHON:-python}
+POLL_SECONDS=${POLL_SECONDS:-2}  # how often a lane looks whether the other one has finished
 # Every stage logs to TensorBoard: say so now, not after the data stage has run.
 $PY -c "import tensorboard" 2>/dev/null || { echo "the training stages need the train extras: pip install -e '.[train]'" >&2; exit 2; }
 mkdir -p "$WORK"
@@ -81,7 +85,7 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
     t2a)
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality audio --data_dir "$WORK/train" \
           --output_dir "$out" --text_encoder tiny --preset tiny \
-          --model_config '{"patch_size": 2, "hidden_size": 192, "mlp_dim": 384, "num_layers": 6}' \
+          --model_config '{"patch_size": 2, "hidden_size": '"$AUDIO_HIDDEN"', "mlp_dim": '"$((2 * AUDIO_HIDDEN))"', "num_layers": 6}' \
           --max_train_steps "$T2A_STEPS" --learning_rate 5e-4 "${EMA_ARGS[@]}" "${COMMON[@]}" ;;
     t2v)
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality video --data_dir "$WORK/train" \
@@ -107,11 +111,44 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
   esac
 }
 
-lane() {  # lane STAGE...: the stages one after the other, each logging to WORK_DIR/<stage>.log; one thread while
-  # the other lane runs, two for a stage that starts after it has finished (the V2A fine-tune: A2V's lane is shorter)
+latest_checkpoint() {  # the name of the newest checkpoint in stage $1's output folder, or nothing
+  local best=-1 dir step
+  for dir in "$WORK/$1"/checkpoint-*; do
+    step=${dir##*/checkpoint-}
+    if [[ $step =~ ^[0-9]+$ ]] && [ "$step" -gt "$best" ]; then best=$step; fi
+  done
+  if [ "$best" -ge 0 ]; then echo "checkpoint-$best"; fi
+}
+
+stop_tree() {  # SIGTERM to process $1 and all its descendants (the stage's shell, /usr/bin/time, Python)
+  local pids=($1) i=0
+  while [ $i -lt ${#pids[@]} ]; do pids+=($(pgrep -P "${pids[$i]}" || true)); i=$((i + 1)); done
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+}
+
+lane() {  # lane STAGE...: the stages one after the other, each logging to WORK_DIR/<stage>.log. A stage runs on one
+  # thread while the other lane runs and on two once it has finished: a stage still running then is stopped right
+  # after its next checkpoint and resumes from it on both threads (resuming is exact; t2a beside a shorter t2v, v2a
+  # beside a shorter a2v lane). Two threads per process while the other lane also runs would thrash the 2 cores.
   for name in "$@"; do
-    local threads=1; [ -f "$WORK/.other_lane_done" ] && threads=2
-    OMP_NUM_THREADS=$threads stage "$name" > "$WORK/$name.log" 2>&1 || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
+    if [ -f "$WORK/.other_lane_done" ]; then
+      OMP_NUM_THREADS=2 stage "$name" >> "$WORK/$name.log" 2>&1 || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
+      continue
+    fi
+    OMP_NUM_THREADS=1 stage "$name" > "$WORK/$name.log" 2>&1 &
+    local pid=$!
+    while kill -0 $pid 2>/dev/null && [ ! -f "$WORK/.other_lane_done" ]; do sleep "$POLL_SECONDS"; done
+    if kill -0 $pid 2>/dev/null; then
+      local before; before=$(latest_checkpoint "$name")
+      while kill -0 $pid 2>/dev/null && [ "$(latest_checkpoint "$name")" = "$before" ]; do sleep "$POLL_SECONDS"; done
+      if kill -0 $pid 2>/dev/null; then
+        stop_tree $pid; wait $pid || true
+        echo "== $name: the other lane is done; resuming from $(latest_checkpoint "$name") on 2 threads" >> "$WORK/$name.log"
+        OMP_NUM_THREADS=2 stage "$name" >> "$WORK/$name.log" 2>&1 || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
+        continue
+      fi
+    fi
+    wait $pid || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
   done
   touch "$WORK/.other_lane_done"
 }

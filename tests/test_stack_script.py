@@ -74,3 +74,66 @@ def test_backbone_stages_video_patch_and_audio_ema(tmp_path):
     assert json.loads(calls[0][calls[0].index("--model_config") + 1])["patch_size"] == [1, 8, 8]
     result, calls = run_stages(tmp_path / "shipped", "t2a", AUDIO_EMA="0")  # the shipped models' recipe
     assert result.returncode == 0 and "--use_ema" not in calls[0]
+    audio_config = json.loads(t2a[t2a.index("--model_config") + 1])
+    assert (audio_config["hidden_size"], audio_config["mlp_dim"]) == (192, 384)
+    result, calls = run_stages(tmp_path / "wide", "t2a", AUDIO_HIDDEN="256")
+    audio_config = json.loads(calls[0][calls[0].index("--model_config") + 1])
+    assert (audio_config["hidden_size"], audio_config["mlp_dim"]) == (256, 512)
+
+
+# A stub run that takes a while: resumes from its latest checkpoint and writes one more every 0.3 s until it has
+# STUB_SLOW[stage] of them; records its start (thread count, checkpoint resumed from), its pid and its end.
+SLOW_STUB = """#!/usr/bin/env python3
+import json, os, re, sys, time
+if sys.argv[1:2] == ["-c"]:
+    sys.exit(0)
+out = sys.argv[sys.argv.index("--output_dir") + 1]
+stage = os.path.basename(out)
+slow = dict(item.split(":") for item in os.environ["STUB_SLOW"].split(","))
+os.makedirs(out, exist_ok=True)
+done = [int(m.group(1)) for m in map(re.compile(r"^checkpoint-(\\d+)$").match, os.listdir(out)) if m]
+start = max(done, default=0)
+def record(event):
+    with open(os.environ["STUB_CALLS"], "a") as f:
+        f.write(json.dumps({"stage": stage, "event": event, "threads": os.environ.get("OMP_NUM_THREADS"),
+                            "from": start, "pid": os.getpid()}) + "\\n")
+record("start")
+for k in range(start + 1, int(slow.get(stage, 0)) + 1):
+    time.sleep(0.3)
+    os.mkdir(os.path.join(out, f"checkpoint-{k}"))
+open(os.path.join(out, "model_index.json"), "w").write("{}")
+record("end")
+"""
+
+
+def test_a_lane_left_alone_resumes_its_stage_on_both_threads(tmp_path):
+    work = tmp_path / "work"
+    (work / "train").mkdir(parents=True)
+    (work / "train" / "metadata.jsonl").write_text("")
+    stub = tmp_path / "python_stub"
+    stub.write_text(SLOW_STUB)
+    stub.chmod(0o755)
+    calls = tmp_path / "calls.jsonl"
+    result = subprocess.run(["bash", str(SCRIPT), str(work)], cwd=SCRIPT.parents[1], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHON": str(stub), "STUB_CALLS": str(calls),
+                                              "STUB_SLOW": "t2a:10,v2a:10", "POLL_SECONDS": "0.1"})
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in calls.read_text().splitlines()]
+    runs = {}
+    for r in records:
+        runs.setdefault(r["stage"], []).append(r)
+    # The short lanes' stages run once each, on one thread while the long lane runs.
+    for name in ("t2v", "a2v", "a2v_ft"):
+        assert [(r["event"], r["threads"]) for r in runs[name]] == [("start", "1"), ("end", "1")]
+    # The long stages start on one thread, are stopped after a checkpoint (no end recorded) once the other lane is
+    # done, and resume from that checkpoint on two.
+    for name in ("t2a", "v2a"):
+        first, second, end = runs[name]
+        assert (first["event"], first["threads"], first["from"]) == ("start", "1", 0)
+        assert (second["event"], second["threads"], end["event"]) == ("start", "2", "end")
+        assert 0 < second["from"] < 10 and second["pid"] == end["pid"] != first["pid"]
+        assert f"resuming from checkpoint-{second['from']} on 2 threads" in (work / f"{name}.log").read_text()
+        with pytest.raises(ProcessLookupError):  # the stopped run is gone, not orphaned and still training
+            os.kill(first["pid"], 0)
+    # A stage that starts after the other lane is done takes both threads at once.
+    assert [(r["event"], r["threads"]) for r in runs["v2a_ft"]] == [("start", "2"), ("end", "2")]
