@@ -1,5 +1,6 @@
 """SynthHits v2: impacts visible only through the motion, exact times at every native rate, silent distractors."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -149,3 +150,36 @@ def test_make_synthetic_command_writes_v2_by_default_and_v1_on_request(tmp_path,
     assert json.loads((tmp_path / "v1" / "metadata.jsonl").read_text())["fps"] == 8.0
     assert main(["make-synthetic", "--out", str(tmp_path / "x"), "--num-clips", "1", "--duration", "3", "--quiet"]) == 1
     assert "--duration is for --version 1" in capsys.readouterr().err
+    assert row["impact_tail_seconds"] is None  # metal rings out
+    assert main(["make-synthetic", "--out", str(tmp_path / "cut"), "--num-clips", "1", "--impact-tail-seconds", "1.5",
+                 "--quiet"]) == 0  # remakes the data from before
+    assert json.loads((tmp_path / "cut" / "metadata.jsonl").read_text())["impact_tail_seconds"] == 1.5
+    assert main(["make-synthetic", "--out", str(tmp_path / "y"), "--num-clips", "1", "--version", "1",
+                 "--impact-tail-seconds", "1.5", "--quiet"]) == 1
+    assert "--impact-tail-seconds is for --version 2" in capsys.readouterr().err
+
+
+def test_metal_rings_out_instead_of_being_cut_off():
+    """v2 renders each impact until it has decayed by 60 dB: metal's ring fades smoothly past 1.5 s (where v1, and v2
+    data made before, cut it off at about -18 dB); the other kinds, inside 1.5 s, are unchanged."""
+    config = SynthHitsV2Config(duration_range=(5.0, 5.0), events_per_second=(0.0, 0.0), fps_choices=(12.0,))
+    cut = dataclasses.replace(config, impact_tail_seconds=1.5)
+    sr = config.sample_rate
+    rms = lambda a, t: float(np.sqrt(np.mean(a[int(t * sr): int((t + 0.02) * sr)] ** 2)))
+    checked = 0
+    for seed in range(20):
+        clip, old = generate_clip_v2(config, seed, kind="metal"), generate_clip_v2(cut, seed, kind="metal")
+        (te,) = clip["event_times"]  # one impact (at least one is drawn; the rate allows no more)
+        assert old["event_times"] == [te]
+        if te + 1.6 > 5.0:
+            continue
+        checked += 1
+        before, after = rms(clip["audio"], te + 1.48), rms(clip["audio"], te + 1.5)  # 20 ms each side of te + 1.5 s
+        assert 20 * np.log10(before / after) < 1.0  # a smooth decay (a few dB/s) ...
+        assert 20 * np.log10(after / rms(clip["audio"], te)) > -30  # ... of a ring still well above silence
+        assert rms(old["audio"], te + 1.501) == 0.0  # the cut one stops dead
+    assert checked >= 5
+    for kind in ("wood", "glass", "drum"):
+        assert np.array_equal(generate_clip_v2(config, 0, kind=kind)["audio"], generate_clip_v2(cut, 0, kind=kind)["audio"])
+    with pytest.raises(ValueError, match="impact_tail_seconds must be positive"):
+        SynthHitsV2Config(impact_tail_seconds=0.0)

@@ -20,6 +20,9 @@ def _add_make_synthetic_arguments(parser):
     parser.add_argument("--fps", type=float, default=None, help="v1: the rate (default 8); v2: one rate for every clip")
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--duration", type=float, default=None, help="v1 only: seconds per clip (default 2)")
+    parser.add_argument("--impact-tail-seconds", type=float, default=None,
+                        help="v2 only: seconds each impact is rendered for (default: until it has decayed by 60 dB; "
+                             "1.5 remakes v2 data from before metal rang out, whose ring was cut off at 1.5 s)")
     parser.add_argument("--min-events", type=int, default=1, help="v1 only")
     parser.add_argument("--max-events", type=int, default=3, help="v1 only")
     parser.add_argument("--quiet", action="store_true")
@@ -35,6 +38,8 @@ def run_make_synthetic(args) -> int:
         raise CLIError(f"--num-clips must be positive, got {args.num_clips}")
     started = time.perf_counter()
     if args.version == 1:
+        if args.impact_tail_seconds is not None:
+            raise CLIError("--impact-tail-seconds is for --version 2; v1 renders every impact for 1.5 s")
         config = SynthHitsConfig(width=args.width, height=args.height, fps=args.fps or 8.0, sample_rate=args.sample_rate,
                                  duration=args.duration or 2.0, min_events=args.min_events, max_events=args.max_events)
         args.seed_used = args.seed or 0
@@ -42,7 +47,8 @@ def run_make_synthetic(args) -> int:
     else:
         if args.duration is not None:
             raise CLIError("--duration is for --version 1; v2 draws each clip's duration from its split")
-        overrides = dict(width=args.width, height=args.height, sample_rate=args.sample_rate)
+        overrides = dict(width=args.width, height=args.height, sample_rate=args.sample_rate,
+                         impact_tail_seconds=args.impact_tail_seconds)
         if args.fps is not None:
             overrides["fps_choices"] = (args.fps,)
         config = SynthHitsV2Config.split(args.split, **overrides)

@@ -39,6 +39,7 @@ import numpy as np
 from .synthetic import (
     _BACKGROUND_RGB,
     _KINDS,
+    SECONDS_TO_60_DB,
     SYNTHHITS_KINDS,
     _as_rng,
     _clip_seed,
@@ -77,6 +78,10 @@ class SynthHitsV2Config:
     distractor_probability: float = 0.5
     kinds: Tuple[str, ...] = SYNTHHITS_KINDS
     noise_level: float = 0.0
+    # Seconds each impact is rendered for. None: until it has decayed by 60 dB, and never shorter than v1's 1.5 s
+    # (so only metal's clips change: its ring is still at about -18 dB after 1.5 s, where v1, and v2 data made
+    # before this option existed, cut it off abruptly; 1.5 remakes that data).
+    impact_tail_seconds: Optional[float] = None
     seed: int = 0
 
     def __post_init__(self):
@@ -102,6 +107,8 @@ class SynthHitsV2Config:
             raise ValueError(f"need min_gap > 0 and edge_margin >= 0, got {self.min_gap}, {self.edge_margin}")
         if self.duration_range[0] < 2 * self.edge_margin + 2 / min(self.fps_choices):
             raise ValueError(f"duration_range {self.duration_range} is too short for edge_margin {self.edge_margin}")
+        if self.impact_tail_seconds is not None and not self.impact_tail_seconds > 0:
+            raise ValueError(f"impact_tail_seconds must be positive (or None), got {self.impact_tail_seconds}")
         if not 0 <= self.distractor_probability <= 1 or self.noise_level < 0 or self.subframes < 1:
             raise ValueError("need 0 <= distractor_probability <= 1, noise_level >= 0 and subframes >= 1")
         unknown = [k for k in self.kinds if k not in _KINDS]
@@ -257,8 +264,9 @@ def generate_clip_v2(config: Optional[SynthHitsV2Config] = None, rng: Union[None
     events = _sample_events(cfg, duration, gen)
     video_rng, audio_rng = (np.random.default_rng(int(s)) for s in gen.integers(2**63, size=2))
     frames = _render_frames(cfg, kind, events, duration, fps, shutter, distractor, video_rng)
+    tail = cfg.impact_tail_seconds if cfg.impact_tail_seconds is not None else max(1.5, SECONDS_TO_60_DB[kind])
     audio = _render_audio(cfg.sample_rate, int(round(duration * cfg.sample_rate)), cfg.noise_level, kind, events,
-                          audio_rng)
+                          audio_rng, tail_seconds=tail)
     return dict(frames=frames, audio=audio, event_times=[float(t) for t in events], kind=kind, fps=fps,
                 duration=duration, shutter=shutter, distractor=distractor,
                 audio_caption=_KINDS[kind]["audio_caption"], video_caption=_KINDS[kind]["video_caption"])
@@ -297,7 +305,7 @@ def make_synthhits_v2_dataset(out_dir: Union[str, Path], num_clips: int, split: 
             video_caption=clip["video_caption"], event_times=clip["event_times"], kind=clip["kind"], fps=clip["fps"],
             sample_rate=cfg.sample_rate, duration=clip["duration"], num_frames=len(clip["frames"]),
             num_samples=len(clip["audio"]), shutter=clip["shutter"], distractor=clip["distractor"], seed=clip_seed,
-            split=split, version=2,
+            split=split, version=2, impact_tail_seconds=cfg.impact_tail_seconds,
         )))
     (out / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
