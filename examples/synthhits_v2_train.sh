@@ -130,25 +130,23 @@ lane() {  # lane STAGE...: the stages one after the other, each logging to WORK_
   # thread while the other lane runs and on two once it has finished: a stage still running then is stopped right
   # after its next checkpoint and resumes from it on both threads (resuming is exact; t2a beside a shorter t2v, v2a
   # beside a shorter a2v lane). Two threads per process while the other lane also runs would thrash the 2 cores.
+  local name pid before
   for name in "$@"; do
-    if [ -f "$WORK/.other_lane_done" ]; then
-      OMP_NUM_THREADS=2 stage "$name" >> "$WORK/$name.log" 2>&1 || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
-      continue
-    fi
-    OMP_NUM_THREADS=1 stage "$name" > "$WORK/$name.log" 2>&1 &
-    local pid=$!
-    while kill -0 $pid 2>/dev/null && [ ! -f "$WORK/.other_lane_done" ]; do sleep "$POLL_SECONDS"; done
-    if kill -0 $pid 2>/dev/null; then
-      local before; before=$(latest_checkpoint "$name")
+    : > "$WORK/$name.log"
+    if [ ! -f "$WORK/.other_lane_done" ]; then
+      OMP_NUM_THREADS=1 stage "$name" >> "$WORK/$name.log" 2>&1 &
+      pid=$!
+      while kill -0 $pid 2>/dev/null && [ ! -f "$WORK/.other_lane_done" ]; do sleep "$POLL_SECONDS"; done
+      before=$(latest_checkpoint "$name")
       while kill -0 $pid 2>/dev/null && [ "$(latest_checkpoint "$name")" = "$before" ]; do sleep "$POLL_SECONDS"; done
-      if kill -0 $pid 2>/dev/null; then
-        stop_tree $pid; wait $pid || true
-        echo "== $name: the other lane is done; resuming from $(latest_checkpoint "$name") on 2 threads" >> "$WORK/$name.log"
-        OMP_NUM_THREADS=2 stage "$name" >> "$WORK/$name.log" 2>&1 || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
+      if ! kill -0 $pid 2>/dev/null; then  # finished on one thread
+        wait $pid || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
         continue
       fi
+      stop_tree $pid; wait $pid || true
+      echo "== $name: the other lane is done; resuming from $(latest_checkpoint "$name") on 2 threads" >> "$WORK/$name.log"
     fi
-    wait $pid || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
+    OMP_NUM_THREADS=2 stage "$name" >> "$WORK/$name.log" 2>&1 || { echo "$name failed: see $WORK/$name.log" >&2; return 1; }
   done
   touch "$WORK/.other_lane_done"
 }

@@ -252,13 +252,15 @@ def _impact_sound(kind: str, t: np.ndarray, sr: int, rng: np.random.Generator) -
 # Seconds until an impact of each kind has decayed by 60 dB: its slowest partial's longest time constant (the
 # ranges in `_impact_sound`) x ln(1000).
 SECONDS_TO_60_DB = {"metal": 5.0, "wood": 0.3, "glass": 0.75, "drum": 1.25}
+V1_TAIL_SECONDS = 1.5  # how long v1 renders every impact: metal's ring is cut off at about -18 dB
 
 
 def _render_audio(sr: int, N: int, noise_level: float, kind: str, events: np.ndarray,
-                  rng: np.random.Generator, tail_seconds: float = 1.5) -> np.ndarray:
+                  rng: np.random.Generator, tail_seconds: float = V1_TAIL_SECONDS) -> np.ndarray:
     """Impacts of ``kind`` starting exactly at ``events`` (seconds) in ``N`` samples at ``sr`` Hz, each rendered
-    for ``tail_seconds``. v1's 1.5 s covers wood, glass and drum to -60 dB but cuts metal's ring off abruptly at
-    about -18 dB; v2 renders each kind until it has decayed by 60 dB (:data:`SECONDS_TO_60_DB`)."""
+    for ``tail_seconds``. v1's 1.5 s (:data:`V1_TAIL_SECONDS`) covers wood, glass and drum to -60 dB but cuts
+    metal's ring off abruptly at about -18 dB; v2 renders each kind until it has decayed by 60 dB
+    (:data:`SECONDS_TO_60_DB`)."""
     audio = np.zeros(N, np.float64)
     for te in events:
         start = int(math.ceil(te * sr - 1e-9))  # first sample at or after the impact

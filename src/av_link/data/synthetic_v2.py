@@ -41,6 +41,7 @@ from .synthetic import (
     _KINDS,
     SECONDS_TO_60_DB,
     SYNTHHITS_KINDS,
+    V1_TAIL_SECONDS,
     _as_rng,
     _clip_seed,
     _jitter,
@@ -264,7 +265,9 @@ def generate_clip_v2(config: Optional[SynthHitsV2Config] = None, rng: Union[None
     events = _sample_events(cfg, duration, gen)
     video_rng, audio_rng = (np.random.default_rng(int(s)) for s in gen.integers(2**63, size=2))
     frames = _render_frames(cfg, kind, events, duration, fps, shutter, distractor, video_rng)
-    tail = cfg.impact_tail_seconds if cfg.impact_tail_seconds is not None else max(1.5, SECONDS_TO_60_DB[kind])
+    tail = cfg.impact_tail_seconds
+    if tail is None:
+        tail = max(V1_TAIL_SECONDS, SECONDS_TO_60_DB[kind])
     audio = _render_audio(cfg.sample_rate, int(round(duration * cfg.sample_rate)), cfg.noise_level, kind, events,
                           audio_rng, tail_seconds=tail)
     return dict(frames=frames, audio=audio, event_times=[float(t) for t in events], kind=kind, fps=fps,
