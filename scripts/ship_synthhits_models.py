@@ -47,14 +47,15 @@ def vocoder_for(choice: str, pipe):
 
 
 def ship_student(source: str, folder: str, teacher: str) -> None:
-    """Copy a student folder (fusion_adapter/, its fused LoRA, scheduler, config) in float16, taking the rest from
-    `teacher` (relative to `folder`)."""
+    """Copy a student folder (its fused LoRA, scheduler, config and fusion_adapter/ unless the LoRA covers the Fusion
+    Blocks too) in float16, taking the rest from `teacher` (relative to `folder`)."""
     index = read_index(source)
     if not index or not index.get(FUSED_LORA):
         raise SystemExit(f"{source} is not a distilled student folder (no {FUSED_LORA} in its model_index.json)")
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns("checkpoint-*", "trajectories", "logs", "fusion_adapter"))
-    AVLinkFusionAdapter.from_pretrained(os.path.join(source, "fusion_adapter")).to(torch.float16).save_pretrained(
-        os.path.join(folder, "fusion_adapter"))
+    if os.path.isdir(os.path.join(source, "fusion_adapter")):  # absent when the LoRA covers the Fusion Blocks too
+        AVLinkFusionAdapter.from_pretrained(os.path.join(source, "fusion_adapter")).to(torch.float16).save_pretrained(
+            os.path.join(folder, "fusion_adapter"))
     lora = os.path.join(folder, index[FUSED_LORA])
     save_file({k: v.to(torch.float16) for k, v in load_file(lora).items()}, lora)
     shipped_teacher = read_index(os.path.join(folder, teacher))

@@ -225,3 +225,30 @@ def test_script_distils_a2v(tmp_path, teachers, data):
     assert student.config.num_inference_steps == 2 and student.config.conditioning_timestep == 0.8
     frames = student(audio=np.zeros(44100, dtype=np.float32), sample_rate=22050, output_type="latent").frames
     assert frames.shape == (1, 3, 12, 16, 16)
+
+
+def test_a_student_with_a_lora_on_its_fusion_blocks_ships_without_them(tmp_path, teachers, data):
+    """`--lora_targets fusion audio`: the student keeps no fusion_adapter/ of its own (the LoRA covers the Fusion
+    Blocks), and scripts/ship_synthhits_models.py ships it beside a copy of its teacher, where it samples as before."""
+    out = tmp_path / "student"
+    run_script(load_script(), teachers / "v2a", data, out, "--max_train_steps", "2", "--lora_targets", "fusion", "audio")
+    assert not (out / "fusion_adapter").exists()
+    lora = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    assert any(k.startswith("fusion_adapter.") for k in lora) and any(k.startswith("audio_transformer.") for k in lora)
+    spec = importlib.util.spec_from_file_location("ship", ROOT / "scripts" / "ship_synthhits_models.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    shipped = tmp_path / "shipped"
+    AVLinkV2APipeline.from_pretrained(teachers / "v2a").save_pretrained(shipped / "v2a")
+    ship.ship_student(str(out), str(shipped / "students" / "v2a"), "../../v2a")
+    assert not (shipped / "students" / "v2a" / "fusion_adapter").exists()
+    shipped_lora = load_file(str(shipped / "students" / "v2a" / "pytorch_lora_weights.safetensors"))
+    assert shipped_lora.keys() == lora.keys() and all(v.dtype == torch.float16 for v in shipped_lora.values())
+    teacher = AVLinkV2APipeline.from_pretrained(teachers / "v2a")
+    runs = [AVLinkV2APipeline.from_pretrained(folder) for folder in (out, shipped / "students" / "v2a")]
+    # The LoRA was fused into the Fusion Blocks on loading, in both folders.
+    fusion = teacher.fusion_adapter.state_dict()
+    for pipe in runs:
+        assert any(not torch.equal(v, fusion[k]) for k, v in pipe.fusion_adapter.state_dict().items())
+    audios = [pipe(video=VIDEO, video_fps=6, generator=torch.Generator().manual_seed(0)).audios for pipe in runs]
+    np.testing.assert_allclose(audios[1], audios[0], atol=2e-2)
