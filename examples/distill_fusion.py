@@ -25,6 +25,7 @@ import av_link.pipelines  # noqa: F401  (first: importing av_link.loaders first 
 from av_link.data import AVClipDataset
 from av_link.loaders import lora_save_kwargs
 from av_link.pipelines.folders import mark_adapter_only, mark_fused_lora, pipeline_class
+from av_link.pipelines.pipeline_av_link_base import check_guidance_span
 from av_link.pipelines.pipeline_av_link_cross_modal import AVLinkCrossModalPipeline
 from av_link.schedulers import FlowMatchEulerScheduler
 from av_link.training.arguments import add_training_arguments, check_training_arguments
@@ -50,6 +51,10 @@ def parse_args(argv=None):
     parser.add_argument("--num_student_steps", type=int, default=8, help="must divide the teacher's steps")
     parser.add_argument("--teacher_steps", type=int, default=None, help="default: the teacher's config (64)")
     parser.add_argument("--teacher_guidance_scale", type=float, default=None, help="default: the teacher's config (5.0)")
+    parser.add_argument("--teacher_guidance_start", type=float, default=None,
+                        help="the teacher guides from this fraction of its steps (default: the teacher's config, 0)")
+    parser.add_argument("--teacher_guidance_stop", type=float, default=None,
+                        help="... up to this one (default: the teacher's config, e.g. 0.3 for the shipped V2A; 1: every step)")
     parser.add_argument("--num_trajectories", type=int, default=256, help="teacher samples to distil from")
     parser.add_argument("--trajectory_batch_size", type=int, default=16, help="teacher batch size = trajectories per cache shard")
     parser.add_argument("--trajectory_dir", default=None, help="the trajectory cache (default: OUTPUT_DIR/trajectories)")
@@ -81,9 +86,12 @@ def make_trajectories(args, accelerator, teacher, encoder) -> TrajectoryDataset:
         num_trajectories=args.num_trajectories, shard_size=args.trajectory_batch_size,
         num_teacher_steps=args.teacher_steps or teacher.config.num_inference_steps,
         guidance_scale=teacher.config.guidance_scale if args.teacher_guidance_scale is None else args.teacher_guidance_scale,
+        guidance_start=teacher.config.get("guidance_start", 0.0) if args.teacher_guidance_start is None else args.teacher_guidance_start,
+        guidance_stop=teacher.config.get("guidance_stop", 1.0) if args.teacher_guidance_stop is None else args.teacher_guidance_stop,
         num_student_steps=args.num_student_steps, conditioning_time=teacher.config.conditioning_timestep,
         generated_text_dropout=args.generated_text_dropout, conditioning_text_dropout=args.conditioning_text_dropout, seed=args.seed,
     )
+    check_guidance_span(cfg.guidance_start, cfg.guidance_stop)
     cache_dir = args.trajectory_dir or os.path.join(args.output_dir, "trajectories")
     sigmas = teacher_sigmas(teacher, cfg.num_teacher_steps)
     if accelerator.is_main_process:
@@ -99,6 +107,11 @@ def make_trajectories(args, accelerator, teacher, encoder) -> TrajectoryDataset:
     accelerator.print(f"teacher trajectories: {made} shards made here, cache {cache_dir}")
     accelerator.wait_for_everyone()
     return TrajectoryDataset(cache_dir)
+
+
+def guided_span(grid: dict) -> str:
+    span = grid.get("guidance_start", 0.0), grid.get("guidance_stop", 1.0)
+    return "" if span == (0.0, 1.0) else f" on the steps from {span[0]:g} to {span[1]:g} of the way"
 
 
 def save_student(args, teacher, objective, trajectories, accelerator) -> None:
@@ -120,7 +133,7 @@ def save_student(args, teacher, objective, trajectories, accelerator) -> None:
     info = {
         **training_info(args, trajectories, accelerator), **lora_training_info(args),
         "distillation": f"{len(sigmas)}-step student of {os.path.abspath(args.teacher)} ({grid['num_teacher_steps']} steps, guidance "
-                        f"{grid['guidance_scale']}), trajectory matching on {grid['num_trajectories']} teacher trajectories "
+                        f"{grid['guidance_scale']}{guided_span(grid)}), trajectory matching on {grid['num_trajectories']} teacher trajectories "
                         "(docs/distillation.md)",
         "sigmas": json.dumps([round(s, 6) for s in sigmas]),
     }

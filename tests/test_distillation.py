@@ -1,5 +1,6 @@
 """Few-step distillation (av_link.training.distillation, .trajectories, examples/distill_fusion.py) on tiny models."""
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -94,6 +95,17 @@ def test_teacher_trajectory_is_the_pipelines_guided_sampler():
     assert states.shape == (1, 3, 172, 80)
     torch.testing.assert_close(states[:, 1], seen[1])
     torch.testing.assert_close(states[:, 2], out)
+    # A guidance span (the shipped V2A guides the first 30% of its steps): the same steps are guided.
+    seen.clear()
+    out = pipe(video=VIDEO, video_fps=6, prompt="a clang", latents=noise, num_inference_steps=4, guidance_scale=5.0,
+               guidance_stop=0.5, output_type="latent",
+               callback_on_step_end=lambda p, i, t, tensors: seen.append(tensors["latents"]) or tensors).audios
+    spanned = teacher_trajectory(pipe, noise, signal, 1.0, encode(["a clang"]), encode([""]), encode([""]), 4, 5.0, stride=2,
+                                 guidance_span=(0.0, 0.5))
+    torch.testing.assert_close(spanned[:, 1], seen[1])
+    torch.testing.assert_close(spanned[:, 2], out)
+    torch.testing.assert_close(spanned[:, 1], states[:, 1])  # the first two steps are guided in both
+    assert not torch.allclose(spanned[:, 2], states[:, 2])
 
 
 def add_zero_lora(model):
@@ -175,6 +187,13 @@ def test_trajectory_cache_is_made_once_and_completed_after_an_interruption(tmp_p
     with pytest.raises(ValueError, match="other settings"):
         prepare_cache(tmp_path, TrajectoryConfig(num_trajectories=3, shard_size=2, num_teacher_steps=4, num_student_steps=4),
                       teacher_sigmas(pipe, 4))
+    # A cache made before the guidance span was recorded was made guiding every step: it is still the same cache.
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["guidance_start"], config["guidance_stop"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    prepare_cache(tmp_path, cfg, teacher_sigmas(pipe, 4))
+    with pytest.raises(ValueError, match=r"other settings \(guidance_stop\)"):
+        prepare_cache(tmp_path, dataclasses.replace(cfg, guidance_stop=0.3), teacher_sigmas(pipe, 4))
 
 
 def run_script(script, teacher, data, out, *extra):
@@ -220,7 +239,9 @@ def test_script_distils_resumes_exactly_and_writes_an_adapter_only_student(tmp_p
 
 
 def test_script_distils_a2v(tmp_path, teachers, data):
-    run_script(load_script(), teachers / "a2v", data, tmp_path / "a2v", "--max_train_steps", "1")
+    run_script(load_script(), teachers / "a2v", data, tmp_path / "a2v", "--max_train_steps", "1", "--teacher_guidance_stop", "0.5")
+    assert json.loads((tmp_path / "a2v" / "trajectories" / "config.json").read_text())["guidance_stop"] == 0.5
+    assert "guidance 5.0 on the steps from 0 to 0.5 of the way" in (tmp_path / "a2v" / "README.md").read_text()
     student = AVLinkA2VPipeline.from_pretrained(tmp_path / "a2v")
     assert student.config.num_inference_steps == 2 and student.config.conditioning_timestep == 0.8
     frames = student(audio=np.zeros(44100, dtype=np.float32), sample_rate=22050, output_type="latent").frames

@@ -29,6 +29,8 @@ from .objectives import drop_captions
 from .randomness import per_sample_randn, sample_generator
 
 CONFIG = "config.json"
+# Fields added to TrajectoryConfig after caches were made, with the value those caches were made with.
+CACHE_FIELDS_ADDED = {"guidance_start": 0.0, "guidance_stop": 1.0}
 
 
 @dataclass
@@ -37,6 +39,8 @@ class TrajectoryConfig:
     shard_size: int = 16  # trajectories per file, and the teacher's batch size
     num_teacher_steps: int = 64
     guidance_scale: float = 5.0
+    guidance_start: float = 0.0  # the guided steps, as the pipeline counts them: int(start * N) <= step < int(stop * N)
+    guidance_stop: float = 1.0
     num_student_steps: int = 8
     conditioning_time: float = 0.96
     generated_text_dropout: float = 0.25  # trajectories with an empty prompt teach the student the empty-prompt use too
@@ -64,7 +68,7 @@ def prepare_cache(cache_dir: str, cfg: TrajectoryConfig, teacher_sigmas) -> dict
     path = os.path.join(cache_dir, CONFIG)
     if os.path.isfile(path):
         with open(path) as f:
-            found = json.load(f)
+            found = {**CACHE_FIELDS_ADDED, **json.load(f)}
         if found != wanted:
             changed = sorted(k for k in wanted if found.get(k) != wanted[k])
             raise ValueError(f"the trajectory cache {cache_dir} was made with other settings ({', '.join(changed)}): "
@@ -84,9 +88,12 @@ def read_cache_config(cache_dir: str) -> dict:
 
 @torch.no_grad()
 def teacher_trajectory(pipe, noise, conditioning, conditioning_time: float, text, conditioning_text, negative_text,
-                       num_steps: int, guidance_scale: float, stride: int) -> torch.Tensor:
+                       num_steps: int, guidance_scale: float, stride: int,
+                       guidance_span: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
     """Sample like `pipe` (its scheduler on the paper grid, guidance with the generated backbone alone and the
-    negative text) from `noise`, and return every `stride`-th state: `(B, num_steps / stride + 1, ...)`."""
+    negative text, on the steps of `guidance_span` as the pipeline's `guidance_start` / `guidance_stop`) from
+    `noise`, and return every `stride`-th state: `(B, num_steps / stride + 1, ...)`."""
+    first, stop = (int(fraction * num_steps) for fraction in guidance_span)
     generated = pipe.generated
     cond_model, gen_model = pipe.transformer_for(OTHER[generated]), pipe.transformer_for(generated)
     prefix = embed_prefix(cond_model, pipe.fusion_adapter, OTHER[generated], conditioning, conditioning_time, *conditioning_text)
@@ -97,7 +104,7 @@ def teacher_trajectory(pipe, noise, conditioning, conditioning_time: float, text
         t = time_from_timestep(timestep, num_train_timesteps).expand(x.shape[0])
         v = cross_modal_velocity(pipe.audio_transformer, pipe.video_transformer, pipe.fusion_adapter, generated, x, t,
                                  prefix, conditioning_time, *text)
-        if guidance_scale > 1:
+        if guidance_scale > 1 and first <= i < stop:
             v_uncond = gen_model(x, t, *negative_text).sample
             v = v_uncond + guidance_scale * (v - v_uncond)
         x = pipe.scheduler.step(scheduler_output(v), timestep, x, return_dict=False)[0].to(noise.dtype)
@@ -134,7 +141,7 @@ def make_shard(pipe, dataset, cfg: TrajectoryConfig, encode_text, shard: int) ->
                                           streams("distill-conditioning-text"))
     states = teacher_trajectory(pipe, noise, noisy, cfg.conditioning_time, encode_text(captions), encode_text(conditioning_captions),
                                 encode_text([""] * len(indices)), cfg.num_teacher_steps, cfg.guidance_scale,
-                                cfg.num_teacher_steps // cfg.num_student_steps)
+                                cfg.num_teacher_steps // cfg.num_student_steps, (cfg.guidance_start, cfg.guidance_stop))
     metadata = {"indices": json.dumps(indices), "captions": json.dumps(captions), "conditioning_captions": json.dumps(conditioning_captions)}
     return {"tensors": {"states": states.float().cpu().contiguous(), "conditioning": noisy.float().cpu().contiguous()}, "metadata": metadata}
 
