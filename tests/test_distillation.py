@@ -260,12 +260,12 @@ def test_a_student_with_a_lora_on_its_fusion_blocks_ships_without_them(tmp_path,
     ship = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ship)
     shipped = tmp_path / "shipped"
-    AVLinkV2APipeline.from_pretrained(teachers / "v2a").save_pretrained(shipped / "v2a")
+    teacher = AVLinkV2APipeline.from_pretrained(teachers / "v2a")
+    teacher.save_pretrained(shipped / "v2a")
     ship.ship_student(str(out), str(shipped / "students" / "v2a"), "../../v2a")
     assert not (shipped / "students" / "v2a" / "fusion_adapter").exists()
     shipped_lora = load_file(str(shipped / "students" / "v2a" / "pytorch_lora_weights.safetensors"))
     assert shipped_lora.keys() == lora.keys() and all(v.dtype == torch.float16 for v in shipped_lora.values())
-    teacher = AVLinkV2APipeline.from_pretrained(teachers / "v2a")
     runs = [AVLinkV2APipeline.from_pretrained(folder) for folder in (out, shipped / "students" / "v2a")]
     # The LoRA was fused into the Fusion Blocks on loading, in both folders.
     fusion = teacher.fusion_adapter.state_dict()

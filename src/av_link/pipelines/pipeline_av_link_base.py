@@ -105,6 +105,11 @@ def check_guidance_span(guidance_start: float, guidance_stop: float) -> None:
         raise ValueError(f"need 0 <= guidance_start <= guidance_stop <= 1, got {guidance_start}, {guidance_stop}")
 
 
+def guided_steps(guidance_start: float, guidance_stop: float, num_steps: int) -> tuple[int, int]:
+    """The guided steps as diffusers' guiders count them: `first <= step < stop`."""
+    return int(guidance_start * num_steps), int(guidance_stop * num_steps)
+
+
 class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
     generated: str = "audio"  # the modality this pipeline generates
     _callback_tensor_inputs = ["latents", *TEXT_INPUTS]
@@ -424,8 +429,7 @@ class AVLinkPipelineBase(DiffusionPipeline, AVLinkLoraLoaderMixin):
                    guidance_stop: float = 1.0) -> None:
         check_guidance_span(guidance_start, guidance_stop)
         self._guidance_scale = guidance_scale
-        # the guided steps as diffusers' guiders count them: int(start * N) <= step < int(stop * N)
-        self._guided_steps = (int(guidance_start * num_inference_steps), int(guidance_stop * num_inference_steps))
+        self._guided_steps = guided_steps(guidance_start, guidance_stop, num_inference_steps)
         self._step_index = None
         self._interrupt = False
         self._current_timestep = None

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..models.joint import embed_prefix
-from ..pipelines.pipeline_av_link_base import set_scheduler_timesteps
+from ..pipelines.pipeline_av_link_base import guided_steps, set_scheduler_timesteps
 from ..schedulers.flow_time import noisy_sample, scheduler_output, time_from_timestep
 from .distillation import OTHER, cross_modal_velocity, student_sigmas
 from .objectives import drop_captions
@@ -39,7 +39,7 @@ class TrajectoryConfig:
     shard_size: int = 16  # trajectories per file, and the teacher's batch size
     num_teacher_steps: int = 64
     guidance_scale: float = 5.0
-    guidance_start: float = 0.0  # the guided steps, as the pipeline counts them: int(start * N) <= step < int(stop * N)
+    guidance_start: float = 0.0  # the guided steps, as the pipeline counts them (pipeline_av_link_base.guided_steps)
     guidance_stop: float = 1.0
     num_student_steps: int = 8
     conditioning_time: float = 0.96
@@ -93,7 +93,7 @@ def teacher_trajectory(pipe, noise, conditioning, conditioning_time: float, text
     """Sample like `pipe` (its scheduler on the paper grid, guidance with the generated backbone alone and the
     negative text, on the steps of `guidance_span` as the pipeline's `guidance_start` / `guidance_stop`) from
     `noise`, and return every `stride`-th state: `(B, num_steps / stride + 1, ...)`."""
-    first, stop = (int(fraction * num_steps) for fraction in guidance_span)
+    first, stop = guided_steps(*guidance_span, num_steps)
     generated = pipe.generated
     cond_model, gen_model = pipe.transformer_for(OTHER[generated]), pipe.transformer_for(generated)
     prefix = embed_prefix(cond_model, pipe.fusion_adapter, OTHER[generated], conditioning, conditioning_time, *conditioning_text)
