@@ -130,6 +130,27 @@ def test_untrained_adapter_leaves_wan_and_longcat_unchanged(views):
     assert torch.equal(cached.video, full.video)
 
 
+@torch.no_grad()
+@pytest.mark.parametrize("family", ["wan", "longcat"])
+def test_global_conditioning_reaches_what_a_foreign_backbone_reads(views, family):
+    """add_to_time_embedding (the global_into pathway) gives the model's own forward with the offset added to its
+    timestep embedding: Wan's six block modulations and output shift, LongCat's blocks and output norm."""
+    wan, longcat = views
+    view, x = (wan, _inputs()) if family == "wan" else (longcat, _inputs())
+    latents = x["video"] if family == "wan" else x["audio"]
+    offset = torch.randn(2, view.hidden_size, generator=torch.Generator().manual_seed(3))
+    embedder = view.model.condition_embedder.time_embedder if family == "wan" else view.model.time_embed
+    hook = embedder.register_forward_hook(lambda module, args, out: out + offset)
+    try:
+        expected = view(latents, x["t"], x["text"], x["mask"]).sample
+    finally:
+        hook.remove()
+    state = view.add_to_time_embedding(view.embed(latents, x["t"], x["text"], x["mask"]), offset)
+    shifted = view.unembed(view.run_blocks(state))
+    assert not torch.allclose(shifted, view(latents, x["t"], x["text"], x["mask"]).sample, atol=1e-4)
+    torch.testing.assert_close(shifted, expected, atol=1e-5, rtol=0)
+
+
 def test_adapter_checks_foreign_widths_and_depths(views):
     wan, longcat = views
     _adapter().check_backbones(longcat.model, wan.model)  # the plain diffusers models are read through their views

@@ -26,6 +26,8 @@ VARIANTS = {  # name -> adapter config (beside the tiny preset); docs/ablations.
     "rope_index": dict(rope_positions="index"),
     "text_tokens": dict(text_tokens_into="audio"),  # not in the paper: Fusion Blocks plus prefix tokens in the text
     "static_text_tokens": dict(reinject="audio", text_tokens_into="audio"),
+    "global": dict(global_into="audio"),  # not in the paper: the video prefix, pooled, into the audio's adaLN
+    "static_global": dict(reinject="audio", global_into="audio"),
 }
 ZERO_INITIALISED = [name for name in VARIANTS if "text" not in name]
 
@@ -166,12 +168,13 @@ def test_cross_attention_attends_only_to_the_other_modality():
 
 
 @pytest.mark.parametrize("direction", ["v2a", "a2v"])
-@pytest.mark.parametrize("name", ["static", "direct", "concat_text", "static_text_tokens", "text_tokens"])
+@pytest.mark.parametrize("name", ["static", "direct", "concat_text", "static_text_tokens", "text_tokens", "static_global",
+                                  "global"])
 def test_static_features_fast_path_equals_the_step_by_step_path(direction, name):
     """The conditioning backbone run once per input (its states at every fusion point reused at every step) gives
     the samples of the full joint model run at every step (test_windows.sequential), windows and CFG included."""
     generated = "audio" if direction == "v2a" else "video"
-    config = {k: (generated if k in ("reinject", "text_tokens_into") else v) for k, v in VARIANTS[name].items()}
+    config = {k: (generated if k in ("reinject", "text_tokens_into", "global_into") else v) for k, v in VARIANTS[name].items()}
     cls = AVLinkV2APipeline if direction == "v2a" else AVLinkA2VPipeline
     pipe = tiny_pipeline(cls)
     pipe.set_progress_bar_config(disable=True)
@@ -245,6 +248,36 @@ def test_text_tokens_come_from_the_conditioning_prefix(tiny_models):
             AVLinkFusionAdapter.from_preset("tiny", **bad)
 
 
+def test_global_conditioning_is_the_pooled_prefix_added_to_the_time_embedding(tiny_models):
+    """global_into="audio": the video's features after its first fusion point, averaged over its tokens and through
+    the MLP, shift the audio backbone's time embedding, the same for every token, reaching every block and the output
+    layer: with the links closed, the audio equals the backbone run with that offset hooked onto its time embedding."""
+    audio, video, _ = tiny_models
+    adapter = AVLinkFusionAdapter.from_preset("tiny", global_into="audio", reinject="audio").eval()
+    randomize_(adapter.global_conditioning, 0.2)  # the Fusion Blocks stay closed (gate2 zero)
+    x = inputs(5)
+    with torch.no_grad():
+        prefix = video.run_blocks(video.embed(x["video"], 0.96, x["text"]), adapter.config.video_layers[0] + 1)
+        offset = adapter.global_conditioning.mlp(prefix.hidden.mean(1))
+        assert offset.abs().min() > 0
+        hook = audio.time_embedder.register_forward_hook(lambda module, args, out: out + offset)
+        try:
+            expected = audio(x["audio"], 0.3, x["text"]).sample
+        finally:
+            hook.remove()
+        torch.testing.assert_close(run(tiny_models, adapter, x).audio, expected, atol=1e-5, rtol=0)
+        # the unfused rows (CFG's unconditional branch) keep the plain time embedding
+        both = dict(x, audio=torch.cat([x["audio"], x["audio"]]), text=torch.cat([x["text"], x["text"]]))
+        states = conditioning_states(video, adapter, "video", x["video"], 0.96, x["text"])
+        out = joint_forward(audio, video, adapter, both["audio"], states, 0.3, 0.96, both["text"], None,
+                            return_video=False, unfused_rows=2).audio
+        torch.testing.assert_close(out[:2], expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out[2:], audio(x["audio"], 0.3, x["text"]).sample, atol=1e-5, rtol=0)
+    for bad in (dict(global_into="video", reinject="audio"), dict(global_into="sound")):
+        with pytest.raises(ValueError, match="global_into must be a modality the adapter reinjects into"):
+            AVLinkFusionAdapter.from_preset("tiny", **bad)
+
+
 def test_trained_blocks_take_added_modules(tmp_path, tiny_models):
     """from_trained: the trained weights kept, an added module fresh; an override that reshapes a weight fails."""
     trained = randomize_(AVLinkFusionAdapter.from_preset("tiny"), 0.1)
@@ -254,5 +287,7 @@ def test_trained_blocks_take_added_modules(tmp_path, tiny_models):
     kept = extended.state_dict()
     assert all(torch.equal(kept[k], v) for k, v in trained.state_dict().items())
     assert AVLinkFusionAdapter.from_trained(tmp_path).config.text_tokens_into is None
+    extended = AVLinkFusionAdapter.from_trained(tmp_path, global_into="audio")
+    assert extended.global_conditioning is not None and not any(p.any() for p in extended.global_conditioning.mlp[-1].parameters())
     with pytest.raises(RuntimeError, match="size mismatch"):
         AVLinkFusionAdapter.from_trained(tmp_path, hidden_size=32)

@@ -185,6 +185,11 @@ class AVLinkBackboneMixin(BlockLoopMixin, PresetMixin):
             layout=layout,
         )
 
+    def add_to_time_embedding(self, state: BackboneState, offset: torch.Tensor) -> BackboneState:
+        """`state` whose blocks and output layer read the flow-time embedding plus `offset` (B, D): a global
+        conditioning vector, as a DiT adds its class embedding. Before any block has run."""
+        return replace(state, temb=state.temb + offset.to(state.temb.dtype))
+
     def run_block(self, state: BackboneState) -> BackboneState:
         args = (state.hidden, state.temb, state.text, state.text_mask, state.rope)
         return state.with_hidden(checkpointed(self, self.blocks[state.next_block], *args), state.next_block + 1)

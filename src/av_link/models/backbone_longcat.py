@@ -2,6 +2,8 @@
 
 import math
 
+from dataclasses import replace
+
 import torch
 from diffusers.models.transformers.transformer_longcat_audio_dit import LongCatAudioDiTTransformer
 from torch import nn
@@ -119,6 +121,15 @@ class LongCatBackbone(ForeignBackbone):
                        adaln_global_out=adaln_global_out, attention_mask=attention_mask,
                        residual=hidden if config.long_skip else None),  # the long skip: input embedding -> output layer
         )
+
+    def add_to_time_embedding(self, state: BackboneState, offset: torch.Tensor) -> BackboneState:
+        """LongCat's timestep embedding plus `offset`, in what its blocks read (the embedding, or with global adaLN
+        the shared modulation made from it again) and in its output norm's condition."""
+        e, offset = state.extra, offset.to(state.temb.dtype)
+        norm_cond = state.temb + offset
+        adaln = self.model.adaln_global_mlp(norm_cond) if e["adaln_global_out"] is not None else None
+        return replace(state, temb=norm_cond,
+                       extra={**e, "timestep_embed": e["timestep_embed"] + offset, "adaln_global_out": adaln})
 
     def block_args(self, state: BackboneState) -> tuple:
         e = state.extra

@@ -137,6 +137,11 @@ class ForeignBackbone(BlockLoopMixin):
     def output(self, state: BackboneState) -> torch.Tensor:
         raise NotImplementedError
 
+    def add_to_time_embedding(self, state: BackboneState, offset: torch.Tensor) -> BackboneState:
+        """See `AVLinkBackboneMixin.add_to_time_embedding`; each view adds to what its model's blocks read."""
+        raise ValueError(f"{type(self).__name__} does not take a global conditioning vector (global_into): "
+                         "av-link's own backbones, Wan and LongCat-AudioDiT do")
+
     def run_block(self, state: BackboneState) -> BackboneState:
         hidden = checkpointed(self.model, self.blocks[state.next_block], *self.block_args(state))
         return state.with_hidden(hidden, state.next_block + 1)

@@ -1,5 +1,7 @@
 """diffusers' Wan video DiT (`WanTransformer3DModel`, Wan 2.1 T2V) behind av-link's backbone interface."""
 
+from dataclasses import replace
+
 import torch
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 
@@ -105,6 +107,13 @@ class WanBackbone(ForeignBackbone):
 
     def block_args(self, state: BackboneState) -> tuple:
         return state.hidden, state.text, state.extra["timestep_proj"], state.rope
+
+    def add_to_time_embedding(self, state: BackboneState, offset: torch.Tensor) -> BackboneState:
+        """Wan's time embedding plus `offset`, and the blocks' six modulations projected from it again."""
+        embedder = self.model.condition_embedder
+        temb = state.temb + offset.to(state.temb.dtype)
+        proj = embedder.time_proj(embedder.act_fn(temb)).unflatten(1, (6, -1))
+        return replace(state, temb=temb, extra={**state.extra, "timestep_proj": proj})
 
     def output(self, state: BackboneState) -> torch.Tensor:
         """Wan's output norm, projection and unpatchify: its prediction `noise - data`, `(B, C, F, H, W)`."""

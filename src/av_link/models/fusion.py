@@ -29,7 +29,7 @@ from .backbone import checkpointed
 from .backbone_views import as_backbone
 from .casting import compute_dtype
 from .dit_block import modulate
-from .fusion_variants import ConcatToText, DirectAlignment, SyncFlowAdaptor, instants
+from .fusion_variants import ConcatToText, DirectAlignment, GlobalConditioning, SyncFlowAdaptor, instants
 from .presets import PresetMixin
 from .rope import rope_1d
 
@@ -41,7 +41,7 @@ CONDITIONING_TIMES = ("fixed", "uniform")
 
 
 def check_variant(fusion_type: str, reinject: str, rope_positions: str, conditioning_time: str,
-                  text_tokens_into: str | None = None) -> None:
+                  text_tokens_into: str | None = None, global_into: str | None = None) -> None:
     """ValueError for an ablation setting outside its choices or a combination that cannot link two backbones."""
     for name, value, allowed in (("fusion_type", fusion_type, FUSION_TYPES), ("reinject", reinject, REINJECT),
                                  ("rope_positions", rope_positions, ROPE_POSITIONS),
@@ -55,6 +55,8 @@ def check_variant(fusion_type: str, reinject: str, rope_positions: str, conditio
             raise ValueError(f"text_tokens_into must be a modality the adapter reinjects into, got {text_tokens_into!r}")
         if fusion_type in ("concat_text", "syncflow"):
             raise ValueError(f'fusion_type "{fusion_type}" already extends a backbone\'s text: text_tokens_into adds to the others')
+    if global_into is not None and (global_into not in ("audio", "video") or reinject not in ("both", global_into)):
+        raise ValueError(f"global_into must be a modality the adapter reinjects into, got {global_into!r}")
     if fusion_type == "concat_text" and reinject == "both":
         raise ValueError('fusion_type "concat_text" appends to one backbone\'s text: set reinject to the generated '
                          'modality ("audio" for V2A, "video" for A2V)')
@@ -209,6 +211,11 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
     they are known before the generated backbone's first block and are static in sampling). On SynthHits v2 the
     concat-to-text ablation rendered the sound's kind from the picture better than the Fusion Blocks did; this
     puts the two together (an experiment; not the identity when untrained).
+    `global_into="audio"` (V2A; "video" for A2V) adds a clip-level pathway (`fusion_variants.GlobalConditioning`,
+    MMAudio's global conditioning): the other backbone's features at the adapter's first point (the same prefix),
+    averaged over every token and through a zero-initialised MLP, are added to the generated backbone's flow-time
+    embedding, so every block's adaLN and its output layer read them. The identity when untrained; av-link's own
+    backbones only (a foreign backbone's view raises).
     """
 
     _supports_gradient_checkpointing = True
@@ -242,9 +249,10 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         conditioning_time: str = "fixed",
         timestep_gamma: float = 0.0,
         text_tokens_into: str | None = None,
+        global_into: str | None = None,
     ):
         super().__init__()
-        check_variant(fusion_type, reinject, rope_positions, conditioning_time, text_tokens_into)
+        check_variant(fusion_type, reinject, rope_positions, conditioning_time, text_tokens_into, global_into)
         for name, value in dict(audio_dim=audio_dim, video_dim=video_dim, hidden_size=hidden_size, mlp_dim=mlp_dim,
                                 num_audio_layers=num_audio_layers, num_video_layers=num_video_layers,
                                 time_embed_dim=time_embed_dim).items():
@@ -295,6 +303,10 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
         if text_tokens_into is not None:  # beside the links above: the other modality's prefix as extra text tokens
             source_dim, target_dim = (video_dim, audio_dim) if text_tokens_into == "audio" else (audio_dim, video_dim)
             self.concat = ConcatToText(source_dim, target_dim, eps)
+        self.global_conditioning = None
+        if global_into is not None:  # the other modality's prefix, pooled, into this one's adaLN conditioning
+            source_dim, target_dim = (video_dim, audio_dim) if global_into == "audio" else (audio_dim, video_dim)
+            self.global_conditioning = GlobalConditioning(source_dim, target_dim, eps)
         self.gradient_checkpointing = False
 
     @classmethod

@@ -10,6 +10,9 @@
 
 - `SyncFlowAdaptor` (SyncFlow's modality adaptor): video features -> extra cross-attention context of the audio
   tower, per linked layer.
+- `GlobalConditioning` (not in either paper; MMAudio's global conditioning): the conditioning features averaged over
+  the whole input, through a zero-initialised MLP, added to the generated backbone's flow-time embedding, which every
+  block's adaLN and the output layer read: a clip-level pathway beside the token-level links.
 
 Direct alignment and CMC-PE need the features of one modality at the other's token times: `time_pooling` averages the source tokens of
 each instant (a video frame's spatial tokens, or one audio token), then gives every destination instant the mean of
@@ -96,6 +99,22 @@ class ConcatToText(nn.Module):
         weights[index, torch.arange(len(seconds), device=features.device)] = 1.0
         pooled = (weights / weights.sum(1, keepdim=True)) @ features
         return self.proj(self.norm(pooled))
+
+
+class GlobalConditioning(nn.Module):
+    """Conditioning features (B, L, D_cond) -> (B, D_gen) offset of the generated backbone's time embedding.
+
+    Token-wise links move what a sound is like only near the tokens they attend to; what holds for a whole clip (the
+    object that is struck, so the kind of sound) is what a DiT takes through adaLN, as it takes a class label. The
+    mean over every token does not depend on the input's length; the last layer is zero, so an untrained pathway
+    leaves the generated backbone unchanged."""
+
+    def __init__(self, conditioning_dim: int, generated_dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.mlp = _connector(conditioning_dim, generated_dim, mlp=True, eps=eps)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features.mean(1))
 
 
 class SyncFlowAdaptor(nn.Module):

@@ -110,6 +110,10 @@ def joint_forward(
         raise ValueError(f"audio batch size {first['audio'].hidden.shape[0]} != video batch size "
                          f"{first['video'].hidden.shape[0]}" + (f" + {unfused_rows} unfused rows" if unfused_rows else ""))
     kind = fusion_adapter.config.fusion_type
+    into = fusion_adapter.config.get("global_into")
+    if into is not None:  # the other backbone's first point, pooled, into this one's time embedding
+        source_layers = _layers(fusion_adapter, OTHER[into])
+        _add_global(fusion_adapter, models, states, into, source_layers[-1 if kind == "concat_text" else 0], batch)
     if kind == "concat_text":  # the generated backbone alone, its text extended by the other's last fusion point
         generated = fusion_adapter.config.reinject
         _extend_text(fusion_adapter, models, states, generated, _layers(fusion_adapter, OTHER[generated])[-1], batch)
@@ -178,6 +182,22 @@ def _extend_text(fusion_adapter, models: dict, states: dict, into: str, layer: i
         raise ValueError(f"concat-to-text extends the text every {into} block reads: give the {into} as its input")
     tokens = fusion_adapter.concat(features.hidden[:batch], features.time_positions)
     states[into] = _with_extra_text(target, tokens, batch, target.text, target.text_mask)
+
+
+def _add_global(fusion_adapter, models: dict, states: dict, into: str, layer: int, batch: int) -> None:
+    """Global conditioning, in place in `states`: the other backbone's features after its block `layer` (its first
+    precomputed state), pooled, added to the `into` backbone's time embedding (not to the unfused rows')."""
+    source = OTHER[into]
+    features = _state_at(models[source], states[source], 0, layer)
+    if not isinstance(states[source], ConditioningStates):
+        states[source] = features
+    target = states[into]
+    if target.next_block != 0:
+        raise ValueError(f"global conditioning changes what every {into} block reads: give the {into} as its input")
+    offset = fusion_adapter.global_conditioning(features.hidden[:batch])
+    rows = target.hidden.shape[0]
+    offset = torch.cat([offset, offset.new_zeros(rows - batch, *offset.shape[1:])])
+    states[into] = models[into].add_to_time_embedding(target, offset)
 
 
 def _with_extra_text(state: BackboneState, tokens: torch.Tensor, batch: int, text, text_mask) -> BackboneState:
