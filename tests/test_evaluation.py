@@ -143,3 +143,36 @@ def test_the_audio_path_round_trip_keeps_length_and_rate(models):
     wave = np.random.default_rng(0).standard_normal(16000 * 3 // 2).astype(np.float32) * 0.1
     out, rate = through_audio_path(pipe, wave, 16000)
     assert rate == pipe.sample_rate and out.shape == (round(1.5 * rate),) and np.isfinite(out).all()
+
+
+def test_a_neural_vocoders_mel_is_also_rendered_by_griffin_lim(models, heldout, tmp_path):
+    """With a neural vocoder, the empty-prompt run's generated mel also goes through Griffin-Lim (the row that tells a
+    kind the mel carries from one the vocoder renders): the pipeline's own output is unchanged, the extra wave is that
+    mel through Griffin-Lim, cut to the same length."""
+    import torch
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    from av_link.evaluation import evaluate, load_clips, with_griffin_lim
+    from av_link.models.vocoder_griffin_lim import GriffinLimVocoder
+
+    pipe = AVLinkV2APipeline.from_pretrained(str(models / "v2a"))
+    pipe.set_progress_bar_config(disable=True)
+    torch.manual_seed(0)
+    pipe.register_modules(vocoder=SpeechT5HifiGan(SpeechT5HifiGanConfig(
+        model_in_dim=80, sampling_rate=pipe.sample_rate, upsample_initial_channel=8, upsample_rates=[16, 16],
+        upsample_kernel_sizes=[32, 32], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]], normalize_before=False)).eval())
+    video = np.random.default_rng(1).random((12, 16, 16, 3)).astype(np.float32)
+    call = dict(video=video, video_fps=8.0, prompt="", num_inference_steps=2)
+    out, mel_wave = with_griffin_lim(pipe, **call, generator=torch.Generator().manual_seed(3))
+    plain = pipe(**call, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(out.audios, plain.audios)
+    latents = pipe(**call, generator=torch.Generator().manual_seed(3), output_type="latent").audios
+    reference = GriffinLimVocoder.from_mel_frontend(pipe.audio_frontend)(pipe.audio_frontend.denormalize(latents.float()))[0]
+    assert mel_wave.shape == out.audios[0].shape == (round(1.5 * pipe.sample_rate),)
+    n = min(mel_wave.size, reference.numel())  # the vocoder's whole frames, padded with zeros to the pipeline's length
+    np.testing.assert_allclose(mel_wave[:n], reference[:n].numpy(), atol=1e-6)
+    assert not mel_wave[n:].any() and np.abs(mel_wave[:n]).max() > 0
+    summary = evaluate(pipe, None, load_clips(str(heldout), 1), num_inference_steps=2, progress=False)["summary"]
+    assert 0.0 <= summary["V2A (empty prompts, Griffin-Lim)"]["kind_acc"] <= 1.0
+    griffin_lim_pipe = AVLinkV2APipeline.from_pretrained(str(models / "v2a"))
+    assert with_griffin_lim(griffin_lim_pipe, **call)[1] is None  # nothing to tell apart: the pipeline's own vocoder

@@ -15,7 +15,10 @@ Kind: V2A is run a second time with empty prompts, so the sound's kind can come 
 the generated sound is classified by :class:`~av_link.metrics.kind.SoundKindClassifier`, fitted on
 ground-truth clips the models never saw (a seed of their own). The text-only audio backbone's sound, prompted with
 the caption that names the kind, is classified too: how often the backbone renders a kind when told it, the
-reference for what the picture can make it render. v1 folders (flash-marked clips) are scored
+reference for what the picture can make it render. When the pipeline's vocoder is a neural one (HiFi-GAN), the
+mel generated with empty prompts is also put through Griffin-Lim, which renders a mel's envelope as it is (row
+"V2A (empty prompts, Griffin-Lim)"): a kind the mel carries but the vocoder renders as another shows there.
+v1 folders (flash-marked clips) are scored
 with v1's flash detector (:func:`~av_link.metrics.event_time_accuracy`), so old results reproduce.
 """
 
@@ -31,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .metrics import contact_time_metrics, event_time_accuracy, onset_metrics
 from .metrics.kind import SoundKindClassifier
+from .models.vocoder_griffin_lim import GriffinLimVocoder
 from .pipelines import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from .pipelines.folders import FUSED_LORA, read_index
 from .utils.media_io import read_audio, read_video, resample_audio, to_mono
@@ -179,6 +183,30 @@ def through_audio_path(pipe, wave: np.ndarray, sample_rate: int) -> tuple[np.nda
     return family.postprocess(family.encode(mono), "np", [len(wave) / sample_rate])[0], family.sample_rate
 
 
+@torch.no_grad()
+def with_griffin_lim(pipe, **call):
+    """`pipe(**call)`, and for a pipeline with a mel frontend and a neural vocoder the same generated mel through
+    Griffin-Lim (its envelope as it is: what the mel carries, apart from how the vocoder renders it), else None."""
+    if getattr(pipe, "audio_frontend", None) is None or isinstance(pipe.vocoder, GriffinLimVocoder):
+        return pipe(**call), None
+    captured = {}
+    decode = pipe.decode
+
+    def capture(latents, output_type, seconds):  # the pipeline's own latents and lengths, decoded as usual
+        captured.update(latents=latents, seconds=seconds)
+        return decode(latents, output_type, seconds)
+
+    pipe.decode = capture
+    try:
+        out = pipe(**call)
+    finally:
+        del pipe.decode
+    mel = pipe.audio_frontend.denormalize(captured["latents"][:1].float().cpu())
+    wave = GriffinLimVocoder.from_mel_frontend(pipe.audio_frontend)(mel)[0]
+    samples = round(captured["seconds"][0] * pipe.audio_frontend.config.sample_rate)
+    return out, torch.nn.functional.pad(wave, (0, max(0, samples - wave.shape[-1])))[:samples].numpy()
+
+
 def periodic_clicks(seconds: float, sample_rate: int, period: float = CLICK_PERIOD) -> np.ndarray:
     """The recall shortcut: a short decaying click every `period` seconds."""
     wave = np.zeros(int(round(seconds * sample_rate)), np.float32)
@@ -242,9 +270,11 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
                            generator=generator, **linked)
                 audio_row(name, out.audios[0], out.sample_rate)
                 if kinds:  # the kind from the picture alone
-                    out = pipe(video=frames, video_fps=fps, prompt="", conditioning_prompt="",
-                               generator=torch.Generator().manual_seed(seed + i), **linked)
+                    out, mel_wave = with_griffin_lim(pipe, video=frames, video_fps=fps, prompt="", conditioning_prompt="",
+                                                     generator=torch.Generator().manual_seed(seed + i), **linked)
                     audio_row("V2A (empty prompts)", out.audios[0], out.sample_rate, classifier=classifier)
+                    if mel_wave is not None:
+                        audio_row("V2A (empty prompts, Griffin-Lim)", mel_wave, out.sample_rate, classifier=classifier)
             elif name == "text-only audio":  # its kind, told by the caption: what the audio backbone renders of each kind
                 out = pipe(prompt=clip.audio_caption, audio_length_in_s=seconds, generator=generator, **sampling)
                 audio_row(name, out.audios[0], out.sample_rate, classifier=classifier)
