@@ -170,33 +170,33 @@ def _state_at(model, state, index: int, layer: int) -> BackboneState:
     return state
 
 
-def _extend_text(fusion_adapter, models: dict, states: dict, into: str, layer: int, batch: int) -> None:
-    """Concat-to-text, in place in `states`: the other backbone's features after its block `layer` (its first
-    precomputed state) become extra text tokens of the `into` backbone (masked out for the unfused rows)."""
+def _prefix_and_target(models: dict, states: dict, into: str, layer: int, what: str):
+    """The other backbone's state after its block `layer` (its first precomputed state; kept in `states`), and the
+    `into` backbone's state, which must not have run a block yet: `what` changes what every one of them reads."""
     source = OTHER[into]
     features = _state_at(models[source], states[source], 0, layer)
     if not isinstance(states[source], ConditioningStates):
         states[source] = features
     target = states[into]
     if target.next_block != 0:
-        raise ValueError(f"concat-to-text extends the text every {into} block reads: give the {into} as its input")
+        raise ValueError(f"{what} changes what every {into} block reads: give the {into} as its input")
+    return features, target
+
+
+def _extend_text(fusion_adapter, models: dict, states: dict, into: str, layer: int, batch: int) -> None:
+    """Concat-to-text, in place in `states`: the other backbone's features after its block `layer` become extra text
+    tokens of the `into` backbone (masked out for the unfused rows)."""
+    features, target = _prefix_and_target(models, states, into, layer, "concat-to-text")
     tokens = fusion_adapter.concat(features.hidden[:batch], features.time_positions)
     states[into] = _with_extra_text(target, tokens, batch, target.text, target.text_mask)
 
 
 def _add_global(fusion_adapter, models: dict, states: dict, into: str, layer: int, batch: int) -> None:
-    """Global conditioning, in place in `states`: the other backbone's features after its block `layer` (its first
-    precomputed state), pooled, added to the `into` backbone's time embedding (not to the unfused rows')."""
-    source = OTHER[into]
-    features = _state_at(models[source], states[source], 0, layer)
-    if not isinstance(states[source], ConditioningStates):
-        states[source] = features
-    target = states[into]
-    if target.next_block != 0:
-        raise ValueError(f"global conditioning changes what every {into} block reads: give the {into} as its input")
+    """Global conditioning, in place in `states`: the other backbone's features after its block `layer`, pooled,
+    added to the `into` backbone's time embedding (not to the unfused rows')."""
+    features, target = _prefix_and_target(models, states, into, layer, "global conditioning")
     offset = fusion_adapter.global_conditioning(features.hidden[:batch])
-    rows = target.hidden.shape[0]
-    offset = torch.cat([offset, offset.new_zeros(rows - batch, *offset.shape[1:])])
+    offset = torch.cat([offset, offset.new_zeros(target.hidden.shape[0] - batch, *offset.shape[1:])])
     states[into] = models[into].add_to_time_embedding(target, offset)
 
 
