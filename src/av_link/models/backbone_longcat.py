@@ -1,7 +1,6 @@
 """diffusers' LongCat-AudioDiT (`LongCatAudioDiTTransformer`) behind av-link's backbone interface."""
 
 import math
-
 from dataclasses import replace
 
 import torch

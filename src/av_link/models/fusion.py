@@ -214,8 +214,8 @@ class AVLinkFusionAdapter(PresetMixin, ModelMixin, ConfigMixin, AttentionMixin, 
     `global_into="audio"` (V2A; "video" for A2V) adds a clip-level pathway (`fusion_variants.GlobalConditioning`,
     MMAudio's global conditioning): the other backbone's features at the adapter's first point (the same prefix),
     averaged over every token and through a zero-initialised MLP, are added to the generated backbone's flow-time
-    embedding, so every block's adaLN and its output layer read them. The identity when untrained; av-link's own
-    backbones only (a foreign backbone's view raises).
+    embedding, so every block's adaLN and its output layer read them. The identity when untrained; on av-link's
+    backbones and the Wan / LongCat views (each backbone's `add_to_time_embedding`).
     """
 
     _supports_gradient_checkpointing = True
