@@ -184,7 +184,8 @@ def test_the_benchmark_can_swap_in_the_pretrained_hifigan(models, heldout, tmp_p
     result = run_synthhits(str(models), str(heldout), str(tmp_path), limit=1, progress=False, directions=("v2a",),
                            vocoder="hifigan")
     assert result["vocoder"] == "SpeechT5HifiGan"
-    assert json.load(open(tmp_path / "synthhits.json"))["vocoder"] == "SpeechT5HifiGan"
+    with open(tmp_path / "synthhits.json") as f:
+        assert json.load(f)["vocoder"] == "SpeechT5HifiGan"
     assert "V2A (empty prompts, Griffin-Lim)" in result["summary"]
     with pytest.raises(ValueError, match="folder"):
         run_synthhits(str(models), str(heldout), str(tmp_path), limit=1, progress=False, vocoder="bigvgan")
