@@ -202,9 +202,8 @@ def with_griffin_lim(pipe, **call):
     finally:
         del pipe.decode
     mel = pipe.audio_frontend.denormalize(captured["latents"][:1].float().cpu())
-    wave = GriffinLimVocoder.from_mel_frontend(pipe.audio_frontend)(mel)[0]
-    samples = round(captured["seconds"][0] * pipe.audio_frontend.config.sample_rate)
-    return out, torch.nn.functional.pad(wave, (0, max(0, samples - wave.shape[-1])))[:samples].numpy()
+    wave = GriffinLimVocoder.from_mel_frontend(pipe.audio_frontend)(mel)
+    return out, pipe.family("audio").fit_lengths(wave, captured["seconds"][:1])[0].numpy()
 
 
 def periodic_clicks(seconds: float, sample_rate: int, period: float = CLICK_PERIOD) -> np.ndarray:

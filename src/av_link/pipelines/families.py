@@ -208,12 +208,15 @@ class AudioFamily(BackboneFamily):
         """Latents -> one waveform (or latent) per row, each cut or padded to its own seconds."""
         if output_type == "latent":
             return list(latents)
-        waveform = self.decode(latents).float()
+        rows = self.fit_lengths(self.decode(latents).float(), seconds)
+        return rows if output_type == "pt" else [r.numpy() for r in rows]
+
+    def fit_lengths(self, waveform: torch.Tensor, seconds: list[float]) -> list[torch.Tensor]:
+        """Decoded `(B, samples)` (or `(samples,)`) -> one row per entry of `seconds`, cut or zero-padded to it, on CPU."""
         if waveform.ndim == 1:
             waveform = waveform[None]
         lengths = [round(s * self.sample_rate) for s in seconds]
-        rows = [torch.nn.functional.pad(w, (0, max(0, n - w.shape[-1])))[:n].cpu() for w, n in zip(waveform, lengths)]
-        return rows if output_type == "pt" else [r.numpy() for r in rows]
+        return [torch.nn.functional.pad(w, (0, max(0, n - w.shape[-1])))[:n].cpu() for w, n in zip(waveform, lengths)]
 
 
 class VideoFamily(BackboneFamily):
