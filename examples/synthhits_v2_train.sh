@@ -62,6 +62,11 @@ done
 AUDIO_EMA=${AUDIO_EMA:-1}  # 1: the audio backbone keeps (and saves) an EMA of its weights; 0: the shipped models' recipe
 case $AUDIO_EMA in 0) EMA_ARGS=() ;; 1) EMA_ARGS=(--use_ema) ;; *) echo "AUDIO_EMA must be 0 or 1, got $AUDIO_EMA" >&2; exit 2 ;; esac
 AUDIO_HIDDEN=${AUDIO_HIDDEN:-192}  # the audio backbone's width (a token is 2 mel frames x 80 bands = 160 values)
+# Against rippling rings (docs/synthhits.md): AUDIO_CONV_KERNEL (odd k >= 3) puts a depthwise convolution over k
+# neighbouring tokens in every audio block's MLP (1: plain MLPs); ENERGY_SMOOTHNESS weights the loss on the
+# frame-to-frame change of the clean mel's band-mean error (0: off).
+AUDIO_CONV_KERNEL=${AUDIO_CONV_KERNEL:-1}
+ENERGY_SMOOTHNESS=${ENERGY_SMOOTHNESS:-0}
 VIDEO_PATCH=${VIDEO_PATCH:-8}
 # The video backbone predicts a patch's 3 x p x p values from its hidden state: narrower than that, it cannot
 # predict the noise's other directions (its loss stalls at their share: 0.41 at patch 8 with 128 wide, against 0.03
@@ -85,8 +90,8 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
     t2a)
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality audio --data_dir "$WORK/train" \
           --output_dir "$out" --text_encoder tiny --preset tiny \
-          --model_config '{"patch_size": 2, "hidden_size": '"$AUDIO_HIDDEN"', "mlp_dim": '"$((2 * AUDIO_HIDDEN))"', "num_layers": 6}' \
-          --max_train_steps "$T2A_STEPS" --learning_rate 5e-4 "${EMA_ARGS[@]}" "${COMMON[@]}" ;;
+          --model_config '{"patch_size": 2, "hidden_size": '"$AUDIO_HIDDEN"', "mlp_dim": '"$((2 * AUDIO_HIDDEN))"', "num_layers": 6, "mlp_conv_kernel": '"$AUDIO_CONV_KERNEL"'}' \
+          --energy_smoothness "$ENERGY_SMOOTHNESS" --max_train_steps "$T2A_STEPS" --learning_rate 5e-4 "${EMA_ARGS[@]}" "${COMMON[@]}" ;;
     t2v)
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_backbone.py --modality video --data_dir "$WORK/train" \
           --output_dir "$out" --text_encoder tiny --preset tiny --fps 12 --height 16 --width 16 \

@@ -46,6 +46,8 @@ def parse_args(argv=None):
                         help="fit the mel normalisation (mean, std) on this many clips; 0 keeps the front end's defaults")
     parser.add_argument("--logit_mean", type=float, default=0.0)
     parser.add_argument("--logit_std", type=float, default=1.0)
+    parser.add_argument("--energy_smoothness", type=float, default=0.0,
+                        help="audio: weight of the loss on the frame-to-frame change of the clean mel's band-mean error")
     add_training_arguments(parser)
     args = parser.parse_args(argv)
     args.clip_seconds = args.clip_seconds or 5.16
@@ -110,7 +112,8 @@ def main(argv=None):
         cache_dir=args.cache_dir, seed=args.seed, return_waveform=False, repeat_fps=args.repeat_fps,
     )
     encoder = FrozenTextEncoder(text_encoder, tokenizer).to(accelerator.device)
-    cfg = ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std, generated_text_dropout=args.text_dropout)
+    cfg = ObjectiveConfig(seed=args.seed, logit_mean=args.logit_mean, logit_std=args.logit_std, generated_text_dropout=args.text_dropout,
+                          energy_smoothness=args.energy_smoothness)
     objective = BackboneObjective(model, encoder, args.modality, cfg)
     trained = train(args, accelerator, objective, model, dataset, run_name=f"train_backbone_{args.modality}").model
     if accelerator.is_main_process:

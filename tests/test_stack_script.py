@@ -79,6 +79,10 @@ def test_backbone_stages_video_patch_and_audio_ema(tmp_path):
     result, calls = run_stages(tmp_path / "wide", "t2a", AUDIO_HIDDEN="256")
     audio_config = json.loads(calls[0][calls[0].index("--model_config") + 1])
     assert (audio_config["hidden_size"], audio_config["mlp_dim"]) == (256, 512)
+    assert audio_config["mlp_conv_kernel"] == 1 and calls[0][calls[0].index("--energy_smoothness") + 1] == "0"
+    result, calls = run_stages(tmp_path / "smooth", "t2a", AUDIO_CONV_KERNEL="3", ENERGY_SMOOTHNESS="4")
+    assert json.loads(calls[0][calls[0].index("--model_config") + 1])["mlp_conv_kernel"] == 3
+    assert calls[0][calls[0].index("--energy_smoothness") + 1] == "4"
 
 
 # A stub run that takes a while: resumes from its latest checkpoint and writes one more every 0.3 s until it has

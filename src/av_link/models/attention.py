@@ -124,3 +124,29 @@ class FeedForward(nn.Sequential):
 
     def __init__(self, dim: int, hidden_dim: int, out_dim: int | None = None):
         super().__init__(nn.Linear(dim, hidden_dim), nn.GELU(approximate="tanh"), nn.Linear(hidden_dim, out_dim or dim))
+
+
+class TemporalConv(nn.Conv1d):
+    """Depthwise convolution along a `(B, L, C)` token sequence, initialised as the identity."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+        with torch.no_grad():  # every channel passes its own token through: weight (C, 1, k) = 1 at the centre tap
+            self.weight.zero_()[:, 0, kernel_size // 2] = 1.0
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvFeedForward(nn.Sequential):
+    """FeedForward with a depthwise convolution over neighbouring tokens after its first layer (FastSpeech's and
+    MMAudio's conv MLPs for spectrogram frames): for a 1D token sequence in time, it ties each token's output to its
+    neighbours', so the frame-to-frame detail of a decay is learned locally. Submodules 0 and 3 are FeedForward's
+    0 and 2, so LoRA target names stay the same pattern."""
+
+    def __init__(self, dim: int, hidden_dim: int, kernel_size: int):
+        if kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"mlp_conv_kernel must be 1 (no convolution) or an odd number >= 3, got {kernel_size}")
+        super().__init__(nn.Linear(dim, hidden_dim), TemporalConv(hidden_dim, kernel_size), nn.GELU(approximate="tanh"),
+                         nn.Linear(hidden_dim, dim))

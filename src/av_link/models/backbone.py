@@ -97,7 +97,7 @@ class AVLinkBackboneMixin(BlockLoopMixin, PresetMixin):
     # calls `embed` / `unembed` directly, so these layers are made groups of their own, onloaded when called.
     _group_offload_block_modules = ["time_embedder", "proj_in", "proj_out"]
 
-    def _build_trunk(self, num_layers, hidden_size, num_attention_heads, mlp_dim, text_dim, qk_norm, eps):
+    def _build_trunk(self, num_layers, hidden_size, num_attention_heads, mlp_dim, text_dim, qk_norm, eps, mlp_conv_kernel=1):
         for name, value in dict(num_layers=num_layers, hidden_size=hidden_size, num_attention_heads=num_attention_heads,
                                 mlp_dim=mlp_dim, text_dim=text_dim).items():
             if int(value) < 1:
@@ -113,7 +113,8 @@ class AVLinkBackboneMixin(BlockLoopMixin, PresetMixin):
         # Text projection: an MLP at the text encoder's width, then down to the model's width.
         self.text_proj = nn.Sequential(nn.Linear(text_dim, text_dim), nn.GELU(approximate="tanh"), nn.Linear(text_dim, hidden_size))
         self.blocks = nn.ModuleList(
-            AVLinkDiTBlock(hidden_size, num_attention_heads, mlp_dim, qk_norm=qk_norm, eps=eps) for _ in range(num_layers)
+            AVLinkDiTBlock(hidden_size, num_attention_heads, mlp_dim, qk_norm=qk_norm, eps=eps, mlp_conv_kernel=mlp_conv_kernel)
+            for _ in range(num_layers)
         )
         self.norm_out = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=eps)
         self.out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))

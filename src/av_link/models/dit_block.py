@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .attention import AVLinkAttention, FeedForward
+from .attention import AVLinkAttention, ConvFeedForward, FeedForward
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -12,7 +12,8 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class AVLinkDiTBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, qk_norm: bool = True, eps: float = 1e-6):
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, qk_norm: bool = True, eps: float = 1e-6,
+                 mlp_conv_kernel: int = 1):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
         self.attn = AVLinkAttention(dim, num_heads, qk_norm=qk_norm, eps=eps)
@@ -20,7 +21,8 @@ class AVLinkDiTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.cross_attn = AVLinkAttention(dim, num_heads, qk_norm=qk_norm, eps=eps, is_cross_attention=True)
         self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
-        self.mlp = FeedForward(dim, mlp_dim)
+        # mlp_conv_kernel > 1: only for a 1D token sequence in time (the audio backbone)
+        self.mlp = FeedForward(dim, mlp_dim) if mlp_conv_kernel == 1 else ConvFeedForward(dim, mlp_dim, mlp_conv_kernel)
         # adaLN-Zero: shift/scale/gate for attention and MLP; zero init makes a new block the identity.
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         nn.init.zeros_(self.adaLN_modulation[-1].weight)

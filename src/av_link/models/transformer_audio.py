@@ -29,6 +29,8 @@ class AVLinkAudioTransformer(AVLinkBackboneMixin, ModelMixin, ConfigMixin, Atten
         text_dim: width of the text encoder's hidden states (4096 for T5-XXL).
         qk_norm: RMS-normalise queries and keys per head.
         rope_theta: RoPE base.
+        mlp_conv_kernel: 1 (default) for plain MLPs; an odd k >= 3 adds a depthwise convolution of width k over
+            neighbouring tokens inside every block's MLP (`attention.ConvFeedForward`).
     """
 
     @register_to_config
@@ -46,6 +48,7 @@ class AVLinkAudioTransformer(AVLinkBackboneMixin, ModelMixin, ConfigMixin, Atten
         qk_norm: bool = True,
         eps: float = 1e-6,
         rope_theta: float = 10000.0,
+        mlp_conv_kernel: int = 1,
     ):
         super().__init__()
         if patch_size < 1 or in_channels < 1:
@@ -53,7 +56,7 @@ class AVLinkAudioTransformer(AVLinkBackboneMixin, ModelMixin, ConfigMixin, Atten
         if frame_rate <= 0:
             raise ValueError(f"frame_rate must be positive, got {frame_rate}")
         self.out_channels = out_channels or in_channels
-        self._build_trunk(num_layers, hidden_size, num_attention_heads, mlp_dim, text_dim, qk_norm, eps)
+        self._build_trunk(num_layers, hidden_size, num_attention_heads, mlp_dim, text_dim, qk_norm, eps, mlp_conv_kernel)
         self.proj_in = nn.Linear(in_channels * patch_size, hidden_size)
         self.proj_out = nn.Linear(hidden_size, self.out_channels * patch_size)
 

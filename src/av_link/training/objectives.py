@@ -29,6 +29,11 @@ class ObjectiveConfig:
     # Fusion Blocks: both prompts dropped together with this probability, on top of the two drops above, so more
     # samples teach what the empty-prompt use needs: everything about the sound (its kind too) from the picture.
     paired_text_dropout: float = 0.0
+    # Audio backbones: weight of a second squared error on the frame-to-frame change of the predicted clean mel's
+    # band-mean error (0: off). It weights up the error that makes a generated decay ripple (every band's level
+    # moving together from one frame to the next), which the vocoder renders as a rough ring; the conditional mean
+    # still minimises it, so it reweights the fit rather than biasing it.
+    energy_smoothness: float = 0.0
     v2a_conditioning_time: float = CONDITIONING_TIME["v2a"]
     a2v_conditioning_time: float = CONDITIONING_TIME["a2v"]
 
@@ -71,7 +76,13 @@ def backbone_loss(model, encode_text, batch: dict, modality: str, cfg: Objective
     captions = drop_captions(_caption(batch, modality), cfg.generated_text_dropout, _streams(cfg, epoch, idx, f"{modality}-text"))
     text, mask = encode_text(captions)
     prediction = model(noisy_sample(x1, noise, t), t, text, mask).sample
-    return F.mse_loss(prediction.float(), velocity_target(x1, noise).float())
+    error = prediction.float() - velocity_target(x1, noise).float()
+    loss = error.pow(2).mean()
+    if modality == "audio" and cfg.energy_smoothness > 0:
+        # clean-mel error = (1 - t) * velocity error; its mean over the bands, differenced along the frames
+        level = error.mean(dim=-1) * (1 - t.float())[:, None]
+        loss = loss + cfg.energy_smoothness * (level[:, 1:] - level[:, :-1]).pow(2).mean()
+    return loss
 
 
 def fusion_loss(audio_model, video_model, adapter, inputs, batch: dict, task: str, cfg: ObjectiveConfig, epoch: int) -> torch.Tensor:
