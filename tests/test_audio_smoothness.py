@@ -10,7 +10,11 @@ from av_link import AVLinkAudioTransformer
 from av_link.models.attention import ConvFeedForward, FeedForward
 from av_link.schedulers import noisy_sample, velocity_target
 from av_link.training.objectives import ObjectiveConfig, backbone_loss
-from av_link.training.randomness import per_sample_logit_normal, per_sample_randn, sample_generator
+from av_link.training.randomness import (
+    per_sample_logit_normal,
+    per_sample_randn,
+    sample_generator,
+)
 
 
 def test_conv_mlp_starts_as_the_plain_mlp_and_then_mixes_only_neighbours():
