@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .metrics import contact_time_metrics, event_time_accuracy, onset_metrics
 from .metrics.kind import SoundKindClassifier
+from .metrics.ring_ripple import ring_ripple_db
 from .models.vocoder_griffin_lim import GriffinLimVocoder
 from .pipelines import AVLinkA2VPipeline, AVLinkTextToAudioPipeline, AVLinkTextToVideoPipeline, AVLinkV2APipeline
 from .pipelines.folders import FUSED_LORA, read_index
@@ -128,6 +129,9 @@ def audio_scores(waveform, sample_rate, clip: Clip, classifier=None) -> dict:
     onsets = onset_metrics(waveform, sample_rate, reference_times=clip.event_times)
     scores = {"onset_acc": onsets["acc"], "onset_precision": onsets["precision"], "onset_f1": onsets["f1"],
               "onset_ap": onsets["ap"], "onsets": onsets["generated_onsets"].tolist()}
+    ripple = ring_ripple_db(waveform, sample_rate, clip.event_times)
+    if not np.isnan(ripple):  # no ring to measure (a knock, silence): left out of the clip's scores and the mean
+        scores["ring_ripple_db"] = ripple
     if classifier is not None and clip.kind is not None:
         predicted = classifier.predict(waveform, sample_rate)
         scores.update(kind_acc=float(predicted == clip.kind), kind=predicted)
@@ -301,10 +305,12 @@ def evaluate(v2a: AVLinkV2APipeline | None, a2v: AVLinkA2VPipeline | None, clips
 
 
 def summarize(per_clip: list[dict]) -> dict:
+    """Each method's metrics averaged over the clips; a metric a clip leaves out (`ring_ripple_db` where there is
+    no ring to measure) is averaged over the clips that have it."""
     summary = {}
     for method in [k for k in per_clip[0] if isinstance(per_clip[0][k], dict)]:
-        metrics = [k for k, v in per_clip[0][method].items() if isinstance(v, float)]
-        summary[method] = {m: float(np.mean([row[method][m] for row in per_clip])) for m in metrics}
+        metrics = list(dict.fromkeys(k for row in per_clip for k, v in row[method].items() if isinstance(v, float)))
+        summary[method] = {m: float(np.mean([row[method][m] for row in per_clip if m in row[method]])) for m in metrics}
         summary[method]["clips"] = len(per_clip)
     return summary
 
@@ -317,7 +323,7 @@ def summarize_by_fps(per_clip: list[dict]) -> dict:
     return {fps: summarize(rows) for fps, rows in sorted(groups.items())}
 
 
-AUDIO_COLUMNS = ["onset_acc", "onset_precision", "onset_f1", "onset_ap", "kind_acc"]
+AUDIO_COLUMNS = ["onset_acc", "onset_precision", "onset_f1", "onset_ap", "kind_acc", "ring_ripple_db"]
 VIDEO_COLUMNS = ["contact_acc", "contact_precision", "contact_f1", "event_acc", "event_precision"]
 
 

@@ -8,6 +8,7 @@ from .contact import contact_band, contact_signal, contact_time_metrics, detect_
 from .event_time import detect_visual_events, event_time_accuracy, visual_event_signal
 from .kind import SILENCE, SoundKindClassifier, kind_accuracy, sound_kind_features
 from .onset import ONSET_SAMPLE_RATE, average_precision, detect_onsets, onset_metrics
+from .ring_ripple import ring_ripple_db
 from .video_kind import VideoKindClassifier, video_kind_features
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "event_time_accuracy",
     "kind_accuracy",
     "onset_metrics",
+    "ring_ripple_db",
     "optical_flow_magnitudes",
     "sound_kind_features",
     "video_kind_features",
