@@ -3,7 +3,7 @@
 librosa and OpenCV are imported only when a metric needs them (``pip install av-link[eval]``).
 """
 
-from .av_align import av_align, av_align_iou, audio_peaks, optical_flow_magnitudes, video_peaks
+from .av_align import audio_peaks, av_align, av_align_iou, optical_flow_magnitudes, video_peaks
 from .contact import contact_band, contact_signal, contact_time_metrics, detect_contacts
 from .event_time import detect_visual_events, event_time_accuracy, visual_event_signal
 from .kind import SILENCE, SoundKindClassifier, kind_accuracy, sound_kind_features
