@@ -8,11 +8,11 @@ per-frame gain ripple of 2-3 dB on ground-truth mels takes the HiFi-GAN's kind a
 read against the ground truth's and the vocoded ground truth's.
 
 Method (audio made mono, resampled to 16 kHz with librosa): the power mel spectrum (32 bands, 30 Hz - 8 kHz,
-1024-point frames every 256 samples, 16 ms), summed over the bands, in dB. From the loudest frame, the ring runs
+512-point frames every 256 samples, 16 ms), summed over the bands, in dB. From the loudest frame, the ring runs
 for at most `max_seconds`, ends before the next reference impact (`event_times`, if given) and where the level
 comes within `floor_margin_db` of the clip's noise floor (its 5th-percentile frame). The ripple is the standard
 deviation of that segment around a least-squares quadratic in time (a straight line under 12 frames): a smooth
-decay of any rate or curvature reads near 0. Rings shorter than 6 frames (a wooden knock's) give NaN, as does
+decay of any rate or curvature reads near 0. Rings shorter than 8 frames (most wooden knocks) give NaN, as does
 silence: they have no decay to measure.
 """
 
@@ -32,7 +32,7 @@ MIN_FRAMES = 8
 
 def ring_ripple_db(waveform, sample_rate, event_times: Optional[Sequence[float]] = None, max_seconds: float = 0.5,
                    floor_margin_db: float = 10.0) -> float:
-    """The loudest ring's frame-to-frame ripple in dB (NaN without a ring of at least 6 frames); see the module."""
+    """The loudest ring's frame-to-frame ripple in dB (NaN without a ring of at least 8 frames); see the module."""
     librosa = require_librosa()
     rate = check_rate(sample_rate, "sample_rate")
     y = mono_waveform(waveform)
