@@ -93,5 +93,5 @@ def test_energy_smoothness_adds_the_differenced_band_mean_error_of_the_clean_pre
     torch.testing.assert_close(smooth, expected)
     # a prediction whose error is the same in every frame adds nothing
     steady = velocity_target(x1, noise) + 0.5
-    assert torch.isclose(backbone_loss(FixedPrediction(steady), _encode, batch, modality, ObjectiveConfig(energy_smoothness=4.0), 0),
-                         torch.tensor(0.25))
+    steady_loss = backbone_loss(FixedPrediction(steady), _encode, batch, modality, ObjectiveConfig(energy_smoothness=4.0), 0)
+    assert torch.isclose(steady_loss, torch.tensor(0.25))
