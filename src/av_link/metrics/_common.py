@@ -84,3 +84,13 @@ def times_array(times, name: str) -> np.ndarray:
     if not np.all(np.isfinite(t)):
         raise ValueError(f"{name} contains NaN or inf")
     return np.sort(t)
+
+
+def mono_at_rate(waveform, sample_rate, target_rate: int) -> np.ndarray:
+    """`waveform` checked, made mono (:func:`mono_waveform`) and resampled with librosa from `sample_rate` (checked)
+    to the metric's own `target_rate`."""
+    rate = check_rate(sample_rate, "sample_rate")
+    y = mono_waveform(waveform)
+    if y.size and rate != target_rate:
+        y = require_librosa().resample(y, orig_sr=rate, target_sr=target_rate)
+    return y

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._common import check_rate, mono_waveform, require_librosa
+from ._common import check_rate, mono_at_rate, require_librosa
 
 __all__ = ["SILENCE", "SoundKindClassifier", "kind_accuracy", "sound_kind_features"]
 
@@ -44,10 +44,7 @@ _STATE_VERSION = 2  # 1: decay time from the peak (not robust to vocoders)
 
 
 def _prepare(waveform, sample_rate: float) -> np.ndarray:
-    sr = check_rate(sample_rate, "sample_rate")
-    y = mono_waveform(waveform)
-    if y.size and sr != _SR:
-        y = require_librosa().resample(y, orig_sr=sr, target_sr=_SR)
+    y = mono_at_rate(waveform, sample_rate, _SR)
     return y - y.mean() if y.size else y
 
 

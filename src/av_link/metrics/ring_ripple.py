@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ._common import check_rate, mono_waveform, require_librosa
+from ._common import mono_at_rate, require_librosa
 
 __all__ = ["ring_ripple_db"]
 
@@ -34,12 +34,9 @@ def ring_ripple_db(waveform, sample_rate, event_times: Optional[Sequence[float]]
                    floor_margin_db: float = 10.0) -> float:
     """The loudest ring's frame-to-frame ripple in dB (NaN without a ring of at least 8 frames); see the module."""
     librosa = require_librosa()
-    rate = check_rate(sample_rate, "sample_rate")
-    y = mono_waveform(waveform)
+    y = mono_at_rate(waveform, sample_rate, _SR)
     if y.size == 0 or not np.any(y):
         return float("nan")
-    if rate != _SR:
-        y = librosa.resample(y, orig_sr=rate, target_sr=_SR)
     power = librosa.feature.melspectrogram(y=y, sr=_SR, n_fft=_N_FFT, hop_length=_HOP, n_mels=_N_MELS, fmin=_FMIN,
                                            fmax=_FMAX, power=2.0, center=True)
     level = 10 * np.log10(power.sum(axis=0) + 1e-12)
