@@ -1,6 +1,7 @@
 """The audio backbone's two options against rippling decays: convolutional MLPs over neighbouring tokens
 (`mlp_conv_kernel`) and the loss on the frame-to-frame change of the band-mean error (`energy_smoothness`)."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -45,7 +46,12 @@ def test_conv_mlp_kernel_is_checked_and_saved(tmp_path):
     x, text = torch.randn(1, 11, 8), torch.randn(1, 4, 32)
     torch.testing.assert_close(loaded(x, 0.3, text).sample, model(x, 0.3, text).sample)
     # a folder saved before the option existed has no key: it loads with plain MLPs
-    assert isinstance(AVLinkAudioTransformer.from_preset("tiny", in_channels=8).blocks[0].mlp, FeedForward)
+    old = tmp_path / "old"
+    AVLinkAudioTransformer.from_preset("tiny", in_channels=8).save_pretrained(old)
+    config = json.loads((old / "config.json").read_text())
+    del config["mlp_conv_kernel"]
+    (old / "config.json").write_text(json.dumps(config))
+    assert isinstance(AVLinkAudioTransformer.from_pretrained(old).blocks[0].mlp, FeedForward)
 
 
 class FixedPrediction(torch.nn.Module):
