@@ -61,6 +61,8 @@ for name in V2A_REINJECT A2V_REINJECT; do
 done
 AUDIO_EMA=${AUDIO_EMA:-1}  # 1: the audio backbone keeps (and saves) an EMA of its weights; 0: the shipped models' recipe
 case $AUDIO_EMA in 0) EMA_ARGS=() ;; 1) EMA_ARGS=(--use_ema) ;; *) echo "AUDIO_EMA must be 0 or 1, got $AUDIO_EMA" >&2; exit 2 ;; esac
+FUSION_EMA=${FUSION_EMA:-0}  # 1: the Fusion Blocks' stages (and fine-tunes) keep and save an EMA of their weights
+case $FUSION_EMA in 0) FUSION_EMA_ARGS=() ;; 1) FUSION_EMA_ARGS=(--use_ema) ;; *) echo "FUSION_EMA must be 0 or 1, got $FUSION_EMA" >&2; exit 2 ;; esac
 AUDIO_HIDDEN=${AUDIO_HIDDEN:-192}  # the audio backbone's width (a token is 2 mel frames x 80 bands = 160 values)
 # Against rippling rings (docs/synthhits.md): AUDIO_CONV_KERNEL (odd k >= 3) puts a depthwise convolution over k
 # neighbouring tokens in every audio block's MLP (1: plain MLPs); ENERGY_SMOOTHNESS weights the loss on the
@@ -104,13 +106,13 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_fusion.py --task "$1" --audio_model "$WORK/t2a" \
           --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$out" --preset tiny \
           --adapter_config '{"hidden_size": 128, "mlp_dim": 256, "num_blocks": 4, "time_embed_dim": 128, "time_bias": true, "reinject": "'"$reinject"'"}' \
-          --logit_mean -2.0 --freeze_time_bias --max_train_steps "$steps" --learning_rate 1e-3 "${COMMON[@]}" ;;
+          --logit_mean -2.0 --freeze_time_bias --max_train_steps "$steps" --learning_rate 1e-3 "${FUSION_EMA_ARGS[@]}" "${COMMON[@]}" ;;
     v2a_ft|a2v_ft)
       local task=${1%_ft} steps=$V2A_FT_STEPS extra=(--repeat_fps 8=3 --conditioning_text_dropout 0.6)
       [ "$task" = a2v ] && steps=$A2V_FT_STEPS extra=()
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_fusion.py --task "$task" --audio_model "$WORK/t2a" \
           --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$out" --preset tiny --adapter_model "$WORK/$task" \
-          --logit_mean -2.0 --freeze_time_bias --max_train_steps "$steps" --learning_rate 3e-4 "${extra[@]}" "${COMMON[@]}" \
+          --logit_mean -2.0 --freeze_time_bias --max_train_steps "$steps" --learning_rate 3e-4 "${extra[@]}" "${FUSION_EMA_ARGS[@]}" "${COMMON[@]}" \
           --lr_warmup_steps 50 ;;
     *) echo "unknown stage $1 (data, t2a, t2v, v2a, a2v, v2a_ft, a2v_ft)" >&2; exit 2 ;;
   esac

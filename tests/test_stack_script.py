@@ -62,6 +62,17 @@ def test_an_unknown_reinject_is_refused_before_any_stage(tmp_path):
         assert result.returncode == 2 and f"{name} (or REINJECT) must be both or static" in result.stderr and calls == []
     result, calls = run_stages(tmp_path, "t2a", AUDIO_EMA="yes")
     assert result.returncode == 2 and "AUDIO_EMA must be 0 or 1" in result.stderr and calls == []
+    result, calls = run_stages(tmp_path, "v2a", FUSION_EMA="2")
+    assert result.returncode == 2 and "FUSION_EMA must be 0 or 1" in result.stderr and calls == []
+
+
+def test_fusion_ema_reaches_every_fusion_stage_and_no_backbone(tmp_path):
+    stages = ("t2a", "t2v", "v2a", "a2v", "v2a_ft", "a2v_ft")
+    result, calls = run_stages(tmp_path / "ema", *stages, FUSION_EMA="1", AUDIO_EMA="0")
+    assert result.returncode == 0, result.stderr
+    assert ["--use_ema" in c for c in calls] == [False, False, True, True, True, True]
+    result, calls = run_stages(tmp_path / "default", "v2a", "v2a_ft")
+    assert result.returncode == 0 and not any("--use_ema" in c for c in calls)
 
 
 def test_backbone_stages_video_patch_and_audio_ema(tmp_path):
