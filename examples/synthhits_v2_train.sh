@@ -61,6 +61,8 @@ for name in V2A_REINJECT A2V_REINJECT; do
 done
 AUDIO_EMA=${AUDIO_EMA:-1}  # 1: the audio backbone keeps (and saves) an EMA of its weights; 0: the shipped models' recipe
 case $AUDIO_EMA in 0) EMA_ARGS=() ;; 1) EMA_ARGS=(--use_ema) ;; *) echo "AUDIO_EMA must be 0 or 1, got $AUDIO_EMA" >&2; exit 2 ;; esac
+FT_SEED=${FT_SEED:-0}  # the fine-tunes' seed (clip order, noise, times): the kind moves by a tenth between seeds
+[[ $FT_SEED =~ ^[0-9]+$ ]] || { echo "FT_SEED must be a non-negative integer, got $FT_SEED" >&2; exit 2; }
 FUSION_EMA=${FUSION_EMA:-0}  # 1: the Fusion Blocks' stages (and fine-tunes) keep and save an EMA of their weights
 case $FUSION_EMA in 0) FUSION_EMA_ARGS=() ;; 1) FUSION_EMA_ARGS=(--use_ema) ;; *) echo "FUSION_EMA must be 0 or 1, got $FUSION_EMA" >&2; exit 2 ;; esac
 AUDIO_HIDDEN=${AUDIO_HIDDEN:-192}  # the audio backbone's width (a token is 2 mel frames x 80 bands = 160 values)
@@ -113,7 +115,7 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
       /usr/bin/time -f "   $1 wall %e s" $PY examples/train_fusion.py --task "$task" --audio_model "$WORK/t2a" \
           --video_model "$WORK/t2v" --data_dir "$WORK/train" --output_dir "$out" --preset tiny --adapter_model "$WORK/$task" \
           --logit_mean -2.0 --freeze_time_bias --max_train_steps "$steps" --learning_rate 3e-4 "${extra[@]}" "${FUSION_EMA_ARGS[@]}" "${COMMON[@]}" \
-          --lr_warmup_steps 50 ;;
+          --lr_warmup_steps 50 --seed "$FT_SEED" ;;
     *) echo "unknown stage $1 (data, t2a, t2v, v2a, a2v, v2a_ft, a2v_ft)" >&2; exit 2 ;;
   esac
 }

@@ -75,6 +75,17 @@ def test_fusion_ema_reaches_every_fusion_stage_and_no_backbone(tmp_path):
     assert result.returncode == 0 and not any("--use_ema" in c for c in calls)
 
 
+def test_ft_seed_reaches_the_fine_tunes_only(tmp_path):
+    result, calls = run_stages(tmp_path / "seeded", "v2a", "v2a_ft", "a2v_ft", FT_SEED="2")
+    assert result.returncode == 0, result.stderr
+    assert ["--seed" in c for c in calls] == [False, True, True]
+    assert [c[c.index("--seed") + 1] for c in calls[1:]] == ["2", "2"]
+    result, calls = run_stages(tmp_path / "default", "v2a_ft")
+    assert calls[0][calls[0].index("--seed") + 1] == "0"
+    result, calls = run_stages(tmp_path / "bad", "v2a_ft", FT_SEED="two")
+    assert result.returncode == 2 and "FT_SEED must be a non-negative integer" in result.stderr and calls == []
+
+
 def test_backbone_stages_video_patch_and_audio_ema(tmp_path):
     result, calls = run_stages(tmp_path, "t2a", "t2v", VIDEO_PATCH="4")
     assert result.returncode == 0, result.stderr
