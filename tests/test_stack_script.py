@@ -25,6 +25,8 @@ def run_stages(tmp_path, *stages, **env):
     work = tmp_path / "work"
     (work / "train").mkdir(parents=True, exist_ok=True)
     (work / "train" / "metadata.jsonl").write_text("")
+    (work / "val").mkdir(exist_ok=True)  # the validation split the V2A fine-tune's seeds are chosen on
+    (work / "val" / "metadata.jsonl").write_text("")
     stub = tmp_path / "python_stub"
     stub.write_text(STUB)
     stub.chmod(0o755)
@@ -70,7 +72,8 @@ def test_fusion_ema_reaches_every_fusion_stage_and_no_backbone(tmp_path):
     stages = ("t2a", "t2v", "v2a", "a2v", "v2a_ft", "a2v_ft")
     result, calls = run_stages(tmp_path / "ema", *stages, FUSION_EMA="1", AUDIO_EMA="0")
     assert result.returncode == 0, result.stderr
-    assert ["--use_ema" in c for c in calls] == [False, False, True, True, True, True]
+    # the V2A fine-tune: four seeds, then the selection (which trains nothing)
+    assert ["--use_ema" in c for c in calls] == [False, False, True, True, True, True, True, True, False, True]
     result, calls = run_stages(tmp_path / "default", "v2a", "v2a_ft")
     assert result.returncode == 0 and not any("--use_ema" in c for c in calls)
 
@@ -80,10 +83,34 @@ def test_ft_seed_reaches_the_fine_tunes_only(tmp_path):
     assert result.returncode == 0, result.stderr
     assert ["--seed" in c for c in calls] == [False, True, True]
     assert [c[c.index("--seed") + 1] for c in calls[1:]] == ["2", "2"]
-    result, calls = run_stages(tmp_path / "default", "v2a_ft")
+    assert calls[1][calls[1].index("--output_dir") + 1].endswith("/v2a_ft")  # one seed: no selection
+    result, calls = run_stages(tmp_path / "default", "a2v_ft")
     assert calls[0][calls[0].index("--seed") + 1] == "0"
-    result, calls = run_stages(tmp_path / "bad", "v2a_ft", FT_SEED="two")
-    assert result.returncode == 2 and "FT_SEED must be a non-negative integer" in result.stderr and calls == []
+    for env in ({"FT_SEED": "two"}, {"V2A_FT_SEEDS": "0 x"}, {"VAL_SEED": "-1"}):
+        result, calls = run_stages(tmp_path / "bad", "v2a_ft", **env)
+        assert result.returncode == 2 and "take non-negative integers" in result.stderr and calls == []
+
+
+def test_v2a_ft_trains_every_seed_and_keeps_the_best_on_the_validation_split(tmp_path):
+    result, calls = run_stages(tmp_path, "v2a_ft")
+    assert result.returncode == 0, result.stderr
+    work = tmp_path / "work"
+    *fine_tunes, selection = calls
+    assert [(c[0], c[c.index("--seed") + 1], c[c.index("--output_dir") + 1]) for c in fine_tunes] == [
+        ("examples/train_fusion.py", str(s), f"{work}/v2a_ft_seed{s}") for s in range(4)]
+    assert selection[0] == "examples/select_v2a_finetune.py"
+    assert selection[selection.index("--candidates") + 1:selection.index("--data")] == [f"{work}/v2a_ft_seed{s}" for s in range(4)]
+    assert selection[selection.index("--data") + 1] == f"{work}/val"
+    assert selection[selection.index("--output_dir") + 1] == f"{work}/v2a_ft"
+    # Interrupted after seed 1 had finished and before the selection: only seeds 2 and 3 and the selection run again.
+    for name in ("v2a_ft", "v2a_ft_seed2", "v2a_ft_seed3"):
+        (work / name / "model_index.json").unlink()
+    result, again = run_stages(tmp_path, "v2a_ft", V2A_FT_SEEDS="0 1 2 3")
+    assert result.returncode == 0 and "seed 1: done" in (result.stdout + result.stderr)
+    assert again[len(calls):] == calls[2:]
+    # Once WORK/v2a_ft is complete, the stage is done.
+    result, after = run_stages(tmp_path, "v2a_ft")
+    assert after == again and "v2a_ft: done" in result.stdout
 
 
 def test_backbone_stages_video_patch_and_audio_ema(tmp_path):
@@ -162,4 +189,6 @@ def test_a_lane_left_alone_resumes_its_stage_on_both_threads(tmp_path):
         with pytest.raises(ProcessLookupError):  # the stopped run is gone, not orphaned and still training
             os.kill(first["pid"], 0)
     # A stage that starts after the other lane is done takes both threads at once.
-    assert [(r["event"], r["threads"]) for r in runs["v2a_ft"]] == [("start", "2"), ("end", "2")]
+    # So do the V2A fine-tune's seeds and the selection among them (the record named v2a_ft).
+    for name in ("v2a_ft", "v2a_ft_seed0", "v2a_ft_seed3"):
+        assert [(r["event"], r["threads"]) for r in runs[name]] == [("start", "2"), ("end", "2")]
