@@ -99,7 +99,8 @@ def test_v2a_ft_trains_every_seed_and_keeps_the_best_on_the_validation_split(tmp
     assert [(c[0], c[c.index("--seed") + 1], c[c.index("--output_dir") + 1]) for c in fine_tunes] == [
         ("examples/train_fusion.py", str(s), f"{work}/v2a_ft_seed{s}") for s in range(4)]
     assert selection[0] == "examples/select_v2a_finetune.py"
-    assert selection[selection.index("--candidates") + 1:selection.index("--data")] == [f"{work}/v2a_ft_seed{s}" for s in range(4)]
+    candidates = selection[selection.index("--candidates") + 1:selection.index("--data")]
+    assert candidates == [f"{work}/v2a_ft_seed{s}" for s in range(4)]
     assert selection[selection.index("--data") + 1] == f"{work}/val"
     assert selection[selection.index("--output_dir") + 1] == f"{work}/v2a_ft"
     # Interrupted after seed 1 had finished and before the selection: only seeds 2 and 3 and the selection run again.
