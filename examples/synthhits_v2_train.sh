@@ -10,12 +10,12 @@
 # CPU, where 2 threads per process thrash); once one lane has finished, the other takes both threads: a stage
 # still running is stopped right after its next checkpoint and resumes from it on two (t2a beside the shorter t2v,
 # v2a beside the shorter A2V lane), and a stage that starts then takes both at once (the V2A fine-tune: 1.06 s a
-# step on one, 0.70 s on two, AMD EPYC with AVX2). The whole stack: 1 h 47 min on that processor before stopped
-# stages resumed on both threads (docs/synthhits.md).
+# step on one, 0.70 s on two, AMD EPYC with AVX2). The whole stack with one V2A fine-tune (V2A_FT_SEEDS=0): 1 h 47 min
+# on that processor before stopped stages resumed on both threads, 60 min on a 2-core AVX-512 Xeon; the default four
+# V2A fine-tune seeds and their validation add about 25 min on the Xeon (docs/synthhits.md).
 # Logs: WORK_DIR/<stage>.log. Steps per model: T2A_STEPS (default 6000), T2V_STEPS (3000), V2A_STEPS (2000),
 # A2V_STEPS (1500), V2A_FT_STEPS (600), A2V_FT_STEPS (400). The trained models are WORK_DIR/v2a_ft and
-# WORK_DIR/a2v_ft. The models shipped in the package came from the earlier defaults:
-#   VIDEO_PATCH=4 REINJECT=both AUDIO_EMA=0 bash examples/synthhits_v2_train.sh WORK_DIR
+# WORK_DIR/a2v_ft (the models shipped in the package since session 22; scripts/ship_synthhits_models.py).
 #
 # Model choices: video at 12 fps, 16x16 px, 8x8 patches (4 tokens per frame; VIDEO_PATCH=4 gives 16) in a
 # video backbone 192 wide (VIDEO_HIDDEN: at least a patch's 3 x 8 x 8 values, which it predicts). 12 fps puts 2.4

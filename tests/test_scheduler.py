@@ -106,7 +106,7 @@ def test_scheduler_save_load(tmp_path):
 
 
 def test_configs_saved_before_still_load_and_sample_the_same_grid(tmp_path, caplog):
-    """The shipped V2A model's scheduler config predates the sigma convention (it carries training samplers)."""
+    """A scheduler config saved before the sigma convention (training samplers in it, as the first shipped models had)."""
     old = os.path.join(shipped_models_dir(), "v2a", "scheduler")
     with open(os.path.join(old, "scheduler_config.json")) as f:
         saved = json.load(f)
