@@ -15,11 +15,18 @@ import json
 import os
 import time
 
-import numpy as np
 import torch
 
 from av_link.data.synthetic_v2 import make_synthhits_v2_dataset
-from av_link.evaluation import audio_scores, video_scores, format_table, load_clips, load_pipelines, to_uint8_frames
+from av_link.evaluation import (
+    audio_scores,
+    format_table,
+    load_clips,
+    load_pipelines,
+    summarize,
+    to_uint8_frames,
+    video_scores,
+)
 from av_link.utils.media_io import read_audio, read_video, to_mono
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,11 +60,17 @@ def run_split(teachers, students, clips, seed: int) -> dict:
                     f"{direction} teacher, {steps} steps": (teacher, steps), f"{direction} student, {steps} steps": (student, steps)}
             for name, (pipe, n) in runs.items():
                 rows.setdefault(name, []).append(sample(pipe, direction, clip, frames, fps, wave, sr, n, seed + i))
-    summary = {}
-    for name, scores in rows.items():
-        summary[name] = {k: float(np.mean([s[k] for s in scores])) for k, v in scores[0].items() if isinstance(v, float)}
-        reference = next(v for k, v in rows.items() if k.split(" ")[0] == name.split(" ")[0])  # the teacher at its own steps (first)
-        summary[name]["time_ratio"] = summary[name]["seconds"] / float(np.mean([s["seconds"] for s in reference]))
+    return summarize_samplers(rows)
+
+
+def summarize_samplers(rows: dict) -> dict:
+    """{sampler: [scores per clip]} -> each sampler's means (the benchmark's `summarize`: a metric some clips leave
+    out, `ring_ripple_db` where no ring is measured, is averaged over those that have it) and its wall-clock ratio to
+    its direction's teacher at its own steps (the direction's first sampler)."""
+    summary = summarize([dict(zip(rows, clip)) for clip in zip(*rows.values())])
+    for name in rows:
+        reference = next(k for k in rows if k.split(" ")[0] == name.split(" ")[0])
+        summary[name]["time_ratio"] = summary[name]["seconds"] / summary[reference]["seconds"]
     return summary
 
 

@@ -120,3 +120,19 @@ def test_joint_systems_build_between_the_synthhits_backbones():
         assert task in ("joint_generation", "v2a") and adapter.config.num_blocks == 4, name
     assert {"avlink_joint", "syncflow", "v2a"} <= set(joint.SYSTEMS)
     assert sorted(c["timestep_gamma"] for n, (_, c, _) in joint.SYSTEMS.items() if n.startswith("ishii")) == [-1.5, 0.0, 1.5]
+
+
+def test_distillation_summary_averages_a_metric_over_the_clips_that_have_it():
+    """A clip without a ring to measure has no `ring_ripple_db`: the summary must not fail on it (it did)."""
+    from distillation import summarize_samplers
+
+    rows = {"V2A teacher, 64 steps": [{"onset_acc": 1.0, "ring_ripple_db": 2.0, "seconds": 4.0}, {"onset_acc": 0.5, "seconds": 6.0}],
+            "V2A student, 8 steps": [{"onset_acc": 0.5, "seconds": 1.0}, {"onset_acc": 0.5, "ring_ripple_db": 3.0, "seconds": 1.5}],
+            "A2V teacher, 64 steps": [{"contact_acc": 1.0, "seconds": 10.0}, {"contact_acc": 0.0, "seconds": 10.0}],
+            "A2V student, 8 steps": [{"contact_acc": 1.0, "seconds": 1.0}, {"contact_acc": 1.0, "seconds": 1.0}]}
+    summary = summarize_samplers(rows)
+    assert summary["V2A teacher, 64 steps"]["onset_acc"] == 0.75 and summary["V2A teacher, 64 steps"]["ring_ripple_db"] == 2.0
+    assert summary["V2A student, 8 steps"]["ring_ripple_db"] == 3.0
+    # each direction's ratio is to its own teacher at 64 steps
+    assert summary["V2A student, 8 steps"]["time_ratio"] == 0.25 and summary["A2V student, 8 steps"]["time_ratio"] == 0.1
+    assert summary["A2V teacher, 64 steps"]["time_ratio"] == 1.0 and summary["A2V teacher, 64 steps"]["contact_acc"] == 0.5
