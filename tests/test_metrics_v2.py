@@ -25,6 +25,7 @@ from av_link.metrics import (
     kind_accuracy,
     onset_metrics,
 )
+from av_link.metrics.onset import detect_onsets
 
 SR = 16000
 BG = np.array([18.0, 18.0, 28.0])
@@ -129,6 +130,24 @@ def test_onset_false_onsets_lower_precision_not_recall():
     r = onset_metrics(clicks([0.5], 3.0), SR, reference_times=true)
     assert (r["acc"], r["precision"]) == (0.5, 1.0) and r["f1"] == pytest.approx(2 / 3)
 
+
+
+def test_onset_a_sound_that_starts_with_the_clip_is_seen():
+    """librosa's detector alone cannot place an onset in the first ~30 ms: a burst at 0 s (a generated sound with no
+    impact behind it) went uncounted and precision stayed 1.0. It is now a false onset; the other onsets are unchanged."""
+    true = [0.8, 1.9]
+    for start in (0.0, 0.01):
+        r = onset_metrics(clicks([start, *true], 2.5), SR, reference_times=true)
+        assert (r["num_generated"], r["acc"], r["precision"]) == (3, 1.0, pytest.approx(2 / 3))
+        assert r["generated_onsets"][0] < 0.05
+    # Without a sound at the start, the lead-in changes nothing: the onsets are librosa's own, to the sample.
+    y = clicks([0.3, *true], 2.5)
+    y22 = librosa.resample(y, orig_sr=SR, target_sr=22050)
+    plain = librosa.onset.onset_detect(y=y22, sr=22050, units="samples", delta=0.3, backtrack=False) / 22050
+    assert np.array_equal(detect_onsets(y, SR), plain) and len(plain) == 3
+    # and an impact early in the clip is matched, as any other
+    r = onset_metrics(clicks([0.02, 1.0], 2.0), SR, reference_times=[0.02, 1.0])
+    assert (r["acc"], r["precision"]) == (1.0, 1.0)
 
 # ----------------------------------------------------------------------------- contact
 
