@@ -134,7 +134,8 @@ def test_onset_false_onsets_lower_precision_not_recall():
 
 def test_onset_a_sound_that_starts_with_the_clip_is_seen():
     """librosa's detector alone cannot place an onset in the first ~30 ms: a burst at 0 s (a generated sound with no
-    impact behind it) went uncounted and precision stayed 1.0. It is now a false onset; the other onsets are unchanged."""
+    impact behind it) went uncounted and precision stayed 1.0. It is now a false onset, and a clip that starts silent
+    keeps librosa's own onsets."""
     true = [0.8, 1.9]
     for start in (0.0, 0.01):
         r = onset_metrics(clicks([start, *true], 2.5), SR, reference_times=true)

@@ -49,7 +49,10 @@ Deviations from the reference, all in edge cases:
 * A sound that starts with the clip: librosa's peak picking cannot place an onset in the first
   ~30 ms, so in the reference a generated burst at 0 s is no onset at all (a false event that
   precision never sees). We put 2,048 samples (4 hops) of silence in front before detecting
-  and subtract them after; every other onset is unchanged, to the sample.
+  and subtract them after: the metric no longer changes when silence is prepended. A clip that
+  starts silent gets the same onsets, to the sample; one that starts with a sound gets that
+  onset too, and since librosa scales the onset envelope by its largest peak, a loud start can
+  push weaker later peaks under ``delta``, as any loud onset elsewhere in the clip does.
 * Audio is resampled with librosa instead of moviepy/ffmpeg; the clip is not cut to a fixed
   duration; ``multi_delta`` averaging is not offered (call with several ``tolerance`` values).
 * Empty inputs: no ground-truth onsets gives acc = 0 and AP = 0 (the reference's acc
@@ -85,7 +88,7 @@ def _resample(y: np.ndarray, sample_rate: float) -> np.ndarray:
 
 # librosa's detector cannot place an onset in the first ~30 ms (its peak picking has no frames
 # before them), so a sound that starts with the clip went unseen: a false event no metric counted.
-# Silence in front, a whole number of its 512-sample hops long, keeps every other frame where it was.
+# Silence in front, a whole number of its 512-sample hops long, keeps the frame grid (module docstring).
 LEAD_IN_SAMPLES = 4 * 512
 
 
