@@ -2,7 +2,9 @@
 # Train the whole AV-Link stack on SynthHits v2 on a CPU, in resumable stages:
 #   bash examples/synthhits_v2_train.sh WORK_DIR            # everything: data, then t2a | t2v, then v2a | a2v
 #   bash examples/synthhits_v2_train.sh WORK_DIR t2v v2a    # only these stages, one after the other
-# Stages: data t2a t2v v2a a2v v2a_ft a2v_ft. A stage whose pipeline folder is complete is skipped; otherwise
+# Stages: data t2a t2v v2a a2v v2a_ft a2v_ft (and students: the 8-step students of the two fine-tunes, only when
+# named; python scripts/ship_synthhits_models.py WORK_DIR --students WORK_DIR/students --v2a_guidance_stop 0.3
+# then ships all four). A stage whose pipeline folder is complete is skipped; otherwise
 # it resumes from its latest checkpoint (every 250 steps), so rerunning the same command after an interruption
 # picks up where it stopped. Without stage names, the two backbones train side by side and then the two
 # Fusion Block sets, each followed by its fine-tune, one CPU thread per lane (the lanes are independent; on 2
@@ -121,9 +123,19 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
           --adapter_config '{"hidden_size": 128, "mlp_dim": 256, "num_blocks": 4, "time_embed_dim": 128, "time_bias": true, "reinject": "'"$reinject"'"}' \
           --logit_mean -2.0 --freeze_time_bias --max_train_steps "$steps" --learning_rate 1e-3 "${FUSION_EMA_ARGS[@]}" "${COMMON[@]}" ;;
     a2v_ft) finetune a2v "$out" "$FT_SEED" ;;
+    students)  # the 8-step students of the two fine-tunes, one after the other (docs/distillation.md); not in the default run
+      local d generated extra
+      for d in v2a a2v; do
+        if [ -f "$out/$d/model_index.json" ]; then echo "   $d student: done"; continue; fi
+        generated=audio extra=(--teacher_guidance_stop 0.3); [ $d = a2v ] && generated=video extra=()
+        /usr/bin/time -f "   $d student wall %e s" $PY examples/distill_fusion.py --teacher "$WORK/${d}_ft" "${extra[@]}" \
+            --data_dir "$WORK/train" --cache_dir "$WORK/cache" --output_dir "$out/$d" --lora_targets fusion $generated \
+            --num_student_steps 8 --num_trajectories 512 --trajectory_batch_size 16 --train_batch_size 16 --max_train_steps 1200 \
+            --learning_rate 2e-4 --lr_warmup_steps 100 --checkpointing_steps 200 --checkpoints_total_limit 1 --resume_from_checkpoint latest
+      done ;;
     v2a_ft)
       if [ "$(wc -w <<< "$V2A_FT_SEEDS")" -eq 1 ]; then finetune v2a "$out" $V2A_FT_SEEDS; else select_v2a_ft; fi ;;
-    *) echo "unknown stage $1 (data, t2a, t2v, v2a, a2v, v2a_ft, a2v_ft)" >&2; exit 2 ;;
+    *) echo "unknown stage $1 (data, t2a, t2v, v2a, a2v, v2a_ft, a2v_ft, students)" >&2; exit 2 ;;
   esac
 }
 

@@ -193,3 +193,20 @@ def test_a_lane_left_alone_resumes_its_stage_on_both_threads(tmp_path):
     # So do the V2A fine-tune's seeds and the selection among them (the record named v2a_ft).
     for name in ("v2a_ft", "v2a_ft_seed0", "v2a_ft_seed3"):
         assert [(r["event"], r["threads"]) for r in runs[name]] == [("start", "2"), ("end", "2")]
+
+
+def test_students_stage_distils_both_fine_tunes_with_lora_on_the_fusion_blocks(tmp_path):
+    result, calls = run_stages(tmp_path, "students")
+    assert result.returncode == 0, result.stderr
+    work = tmp_path / "work"
+    assert [c[0] for c in calls] == ["examples/distill_fusion.py"] * 2
+    v2a, a2v = calls
+    for call, d, generated in ((v2a, "v2a", "audio"), (a2v, "a2v", "video")):
+        assert call[call.index("--teacher") + 1] == f"{work}/{d}_ft"
+        assert call[call.index("--output_dir") + 1] == f"{work}/students/{d}"
+        assert call[call.index("--lora_targets") + 1:call.index("--lora_targets") + 3] == ["fusion", generated]
+        assert call[call.index("--num_student_steps") + 1] == "8" and "--resume_from_checkpoint" in call
+    # the V2A teacher is distilled as it samples: the first 30% of its steps guided
+    assert v2a[v2a.index("--teacher_guidance_stop") + 1] == "0.3" and "--teacher_guidance_stop" not in a2v
+    result, again = run_stages(tmp_path, "students")
+    assert again == calls and "v2a student: done" in result.stdout and "a2v student: done" in result.stdout
