@@ -155,7 +155,7 @@ select_v2a_ft() (  # one V2A fine-tune per seed (each skipped once finished), th
   for seed in $V2A_FT_SEEDS; do
     candidates+=("$WORK/v2a_ft_seed$seed")
     if [ -f "$WORK/v2a_ft_seed$seed/model_index.json" ]; then echo "   seed $seed: done"; continue; fi
-    echo "   seed $seed ($OMP_NUM_THREADS thread(s))"
+    echo "   seed $seed (${OMP_NUM_THREADS:-default} thread(s))"
     finetune v2a "$WORK/v2a_ft_seed$seed" "$seed"
     if [ "${OMP_NUM_THREADS:-}" = 1 ] && [ -f "$WORK/.other_lane_done" ]; then export OMP_NUM_THREADS=2; fi
   done
