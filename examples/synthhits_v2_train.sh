@@ -72,6 +72,9 @@ case $AUDIO_EMA in 0) EMA_ARGS=() ;; 1) EMA_ARGS=(--use_ema) ;; *) echo "AUDIO_E
 V2A_FT_SEEDS=${V2A_FT_SEEDS:-${FT_SEED:-0 1 2 3}}
 FT_SEED=${FT_SEED:-0}
 VAL_SEED=${VAL_SEED:-40000000}
+# The shipped V2A guides the first 30% of its steps (docs/synthhits.md): its seeds are judged, and its student
+# distilled, sampling as it will ship (scripts/ship_synthhits_models.py --v2a_guidance_stop 0.3).
+V2A_GUIDANCE_STOP=0.3
 for seed in $FT_SEED $V2A_FT_SEEDS $VAL_SEED; do
   [[ $seed =~ ^[0-9]+$ ]] || { echo "FT_SEED, V2A_FT_SEEDS and VAL_SEED take non-negative integers, got $seed" >&2; exit 2; }
 done
@@ -127,7 +130,7 @@ stage() {  # stage NAME: train one model unless its pipeline folder is complete
       local d generated extra
       for d in v2a a2v; do
         if [ -f "$out/$d/model_index.json" ]; then echo "   $d student: done"; continue; fi
-        generated=audio extra=(--teacher_guidance_stop 0.3); [ $d = a2v ] && generated=video extra=()
+        generated=audio extra=(--teacher_guidance_stop "$V2A_GUIDANCE_STOP"); [ $d = a2v ] && generated=video extra=()
         /usr/bin/time -f "   $d student wall %e s" $PY examples/distill_fusion.py --teacher "$WORK/${d}_ft" "${extra[@]}" \
             --data_dir "$WORK/train" --cache_dir "$WORK/cache" --output_dir "$out/$d" --lora_targets fusion $generated \
             --num_student_steps 8 --num_trajectories 512 --trajectory_batch_size 16 --train_batch_size 16 --max_train_steps 1200 \
@@ -161,7 +164,7 @@ select_v2a_ft() (  # one V2A fine-tune per seed (each skipped once finished), th
   done
   [ -f "$WORK/val/metadata.jsonl" ] || av-link make-synthetic --out "$WORK/val" --num-clips 40 --split id --seed "$VAL_SEED" --quiet
   /usr/bin/time -f "   selection wall %e s" $PY examples/select_v2a_finetune.py --candidates "${candidates[@]}" \
-      --data "$WORK/val" --output_dir "$WORK/v2a_ft"
+      --data "$WORK/val" --guidance_stop "$V2A_GUIDANCE_STOP" --output_dir "$WORK/v2a_ft"
 )
 
 latest_checkpoint() {  # the name of the newest checkpoint in stage $1's output folder, or nothing

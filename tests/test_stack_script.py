@@ -102,6 +102,7 @@ def test_v2a_ft_trains_every_seed_and_keeps_the_best_on_the_validation_split(tmp
     candidates = selection[selection.index("--candidates") + 1:selection.index("--data")]
     assert candidates == [f"{work}/v2a_ft_seed{s}" for s in range(4)]
     assert selection[selection.index("--data") + 1] == f"{work}/val"
+    assert selection[selection.index("--guidance_stop") + 1] == "0.3"  # judged as the shipped V2A samples
     assert selection[selection.index("--output_dir") + 1] == f"{work}/v2a_ft"
     # Interrupted after seed 1 had finished and before the selection: only seeds 2 and 3 and the selection run again.
     for name in ("v2a_ft", "v2a_ft_seed2", "v2a_ft_seed3"):
